@@ -1,0 +1,189 @@
+"""A small Kubernetes service model and the DNS records the Kubernetes DNS spec derives from it.
+
+Shared by the in-process ClusterDNS and by test fixtures that load the same model into Knot DNS
+or BIND, so every server is fed from one definition of "what the cluster looks like".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+DNS_SCHEMA_VERSION = "1.1.0"
+
+_LABEL_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_LABEL_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$")
+PROTOCOLS = ("tcp", "udp", "sctp")
+
+
+def _check_label(field_name: str, value: str, pattern: re.Pattern[str]) -> None:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ValueError(f"{field_name}: {value!r} is not a valid DNS label")
+
+
+@dataclass(frozen=True, slots=True)
+class PortSpec:
+    """A named service port: SRV records live at ``_<name>._<protocol>.<svc>...``."""
+
+    name: str
+    protocol: str
+    number: int
+
+    def __post_init__(self) -> None:
+        _check_label("port.name", self.name, _PORT_NAME)
+        if "--" in self.name or not re.search("[a-z]", self.name):
+            raise ValueError(f"port.name: {self.name!r} is not an IANA service name")
+        if self.protocol.lower() not in PROTOCOLS:
+            raise ValueError(f"port.protocol: {self.protocol!r} is not one of {PROTOCOLS}")
+        object.__setattr__(self, "protocol", self.protocol.lower())
+        if not isinstance(self.number, int) or not 0 < self.number < 65536:
+            raise ValueError(f"port.number: {self.number!r} is not in 1..65535")
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """One address backing a service; ``hostname`` is the pod's (StatefulSet) hostname."""
+
+    ip: str
+    hostname: str | None = None
+    ready: bool = True
+
+    def __post_init__(self) -> None:
+        try:
+            address = ipaddress.ip_address(self.ip)
+        except ValueError:
+            raise ValueError(f"endpoint.ip: {self.ip!r} is not an IP address") from None
+        object.__setattr__(self, "ip", address.compressed)
+        if self.hostname is not None:
+            _check_label("endpoint.hostname", self.hostname, _LABEL_1123)
+
+    @property
+    def is_ipv6(self) -> bool:
+        return ":" in self.ip
+
+    @property
+    def dns_label(self) -> str:
+        """The per-pod label: the hostname, else the dashed IP (``10-244-1-5``, ``fd00--1``)."""
+        if self.hostname:
+            return self.hostname
+        return self.ip.replace(".", "-").replace(":", "-")
+
+
+def endpoint(value: EndpointSpec | tuple[object, ...] | str) -> EndpointSpec:
+    """Accept ``EndpointSpec``, ``ip``, ``(ip, hostname)`` or ``(ip, hostname, ready)``."""
+    if isinstance(value, EndpointSpec):
+        return value
+    if isinstance(value, str):
+        return EndpointSpec(value)
+    if isinstance(value, tuple) and 1 <= len(value) <= 3:
+        ip = value[0]
+        hostname = value[1] if len(value) > 1 else None
+        ready = value[2] if len(value) > 2 else True
+        if not isinstance(ip, str):
+            raise ValueError(f"endpoint.ip: {ip!r} is not an IP address")
+        if hostname is not None and not isinstance(hostname, str):
+            raise ValueError(f"endpoint.hostname: {hostname!r} is not a string")
+        if not isinstance(ready, bool):
+            raise ValueError(f"endpoint.ready: {ready!r} is not a bool")
+        return EndpointSpec(ip, hostname, ready)
+    raise ValueError(f"endpoint: {value!r} is not (ip, hostname) or (ip, hostname, ready)")
+
+
+def port(value: PortSpec | tuple[object, ...]) -> PortSpec:
+    """Accept ``PortSpec`` or ``(name, protocol, number)``."""
+    if isinstance(value, PortSpec):
+        return value
+    if isinstance(value, tuple) and len(value) == 3:
+        name, protocol, number = value
+        if not isinstance(name, str) or not isinstance(protocol, str):
+            raise ValueError(f"port: {value!r} is not (name, protocol, number)")
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise ValueError(f"port.number: {number!r} is not an integer")
+        return PortSpec(name, protocol, number)
+    raise ValueError(f"port: {value!r} is not (name, protocol, number)")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """A Service: headless when ``cluster_ip`` is None."""
+
+    name: str
+    namespace: str = "default"
+    endpoints: tuple[EndpointSpec, ...] = ()
+    ports: tuple[PortSpec, ...] = ()
+    cluster_ip: str | None = None
+    publish_not_ready: bool = False
+
+    def __post_init__(self) -> None:
+        _check_label("service.name", self.name, _LABEL_1035)
+        _check_label("service.namespace", self.namespace, _LABEL_1123)
+        if self.cluster_ip is not None:
+            try:
+                ipaddress.ip_address(self.cluster_ip)
+            except ValueError:
+                raise ValueError(
+                    f"service.cluster_ip: {self.cluster_ip!r} is not an IP address"
+                ) from None
+        object.__setattr__(self, "endpoints", tuple(endpoint(e) for e in self.endpoints))
+        object.__setattr__(self, "ports", tuple(port(p) for p in self.ports))
+
+    @property
+    def headless(self) -> bool:
+        return self.cluster_ip is None
+
+    @property
+    def published(self) -> tuple[EndpointSpec, ...]:
+        """Endpoints DNS answers with: ready ones, or all with ``publishNotReadyAddresses``."""
+        if self.publish_not_ready:
+            return self.endpoints
+        return tuple(e for e in self.endpoints if e.ready)
+
+    def fqdn(self, domain: str) -> str:
+        return f"{self.name}.{self.namespace}.svc.{domain.strip('.')}."
+
+
+def zone_records(
+    services: Iterable[ServiceSpec], domain: str = "cluster.local", ttl: int = 5
+) -> list[tuple[str, int, str, str]]:
+    """The zone a Kubernetes DNS server serves for ``services``: ``(owner, ttl, type, rdata)``.
+
+    Layout per the Kubernetes DNS specification 1.1.0 and CoreDNS: SOA (MINIMUM = ttl) and NS at
+    the apex, ``dns-version`` TXT, service A/AAAA (headless: one per published endpoint),
+    per-pod names, SRV per named port (priority 0, weight 100 // k, target the per-pod name)
+    and at the bare service name.
+    """
+    zone = domain.strip(".").lower() + "."
+    records: list[tuple[str, int, str, str]] = [
+        (zone, ttl, "SOA", f"ns.dns.{zone} hostmaster.{zone} 1 7200 1800 86400 {ttl}"),
+        (zone, ttl, "NS", f"ns.dns.{zone}"),
+        (f"ns.dns.{zone}", ttl, "A", "127.0.0.1"),
+        (f"dns-version.{zone}", ttl, "TXT", f'"{DNS_SCHEMA_VERSION}"'),
+    ]
+    for svc in services:
+        owner = svc.fqdn(zone)
+        if not svc.headless:
+            assert svc.cluster_ip is not None
+            family = "AAAA" if ":" in svc.cluster_ip else "A"
+            records.append((owner, ttl, family, svc.cluster_ip))
+            for p in svc.ports:
+                srv = f"_{p.name}._{p.protocol}.{owner}"
+                records.append((srv, ttl, "SRV", f"0 100 {p.number} {owner}"))
+                records.append((owner, ttl, "SRV", f"0 100 {p.number} {owner}"))
+            continue
+        published = svc.published
+        if not published:
+            continue
+        weight = 100 // len(published)
+        for ep in published:
+            pod = f"{ep.dns_label}.{owner}"
+            family = "AAAA" if ep.is_ipv6 else "A"
+            records.append((owner, ttl, family, ep.ip))
+            records.append((pod, ttl, family, ep.ip))
+            for p in svc.ports:
+                srv = f"_{p.name}._{p.protocol}.{owner}"
+                records.append((srv, ttl, "SRV", f"0 {weight} {p.number} {pod}"))
+                records.append((owner, ttl, "SRV", f"0 {weight} {p.number} {pod}"))
+    return records
