@@ -1,0 +1,78 @@
+"""Make the process's system name resolution reach a test cluster DNS, as glibc would.
+
+Plain httpx (anyio) and aiohttp's default resolver both end in ``socket.getaddrinfo``. Inside a
+pod that is glibc asking the cluster DNS for A and AAAA, keeping the server's record order and
+caching nothing (no nscd). Here no such DNS is configured, so for names under the cluster domain
+this module answers ``getaddrinfo`` from one real DNS query per family to the given nameserver;
+every other name goes to the real ``getaddrinfo``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+HOW = (
+    "system resolution emulated: socket.getaddrinfo answers names under the cluster domain "
+    "from a real UDP query (TCP if truncated) per family to the cluster DNS, in the server's "
+    "record order, with no cache (glibc without nscd)"
+)
+
+
+def _lookup(host: str, nameserver: tuple[str, int], timeout: float) -> list[tuple[int, str]]:
+    qname = host if host.endswith(".") else host + "."
+    found: list[tuple[int, str]] = []
+    families = ((socket.AF_INET, dns.rdatatype.A), (socket.AF_INET6, dns.rdatatype.AAAA))
+    for family, rdtype in families:
+        query = dns.message.make_query(qname, rdtype)
+        response = dns.query.udp(query, nameserver[0], port=nameserver[1], timeout=timeout)
+        if response.flags & dns.flags.TC:
+            response = dns.query.tcp(query, nameserver[0], port=nameserver[1], timeout=timeout)
+        if response.rcode() == dns.rcode.NXDOMAIN:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        for rrset in response.answer:
+            if rrset.rdtype == rdtype:
+                found.extend((family, rdata.address) for rdata in rrset)
+    if not found:
+        raise socket.gaierror(socket.EAI_NODATA, "No address associated with hostname")
+    return found
+
+
+@contextlib.contextmanager
+def system_resolution_via(
+    nameserver: str, domain: str = "cluster.local", timeout: float = 2.0
+) -> Iterator[None]:
+    """Route ``socket.getaddrinfo`` for ``*.<domain>`` names to ``nameserver`` ("host:port")."""
+    host, _, port = nameserver.rpartition(":")
+    server = (host.strip("[]"), int(port))
+    suffix = "." + domain.strip(".").lower()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(
+        name: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+    ) -> list[Any]:
+        if not isinstance(name, str) or not name.lower().rstrip(".").endswith(suffix):
+            return real(name, port, family, type, proto, flags)
+        result = []
+        for fam, address in _lookup(name, server, timeout):
+            if family not in (0, socket.AF_UNSPEC, fam):
+                continue
+            for info in real(address, port, fam, type, proto, flags | socket.AI_NUMERICHOST):
+                result.append(info)
+        if not result:
+            raise socket.gaierror(socket.EAI_FAMILY, "no address of the requested family")
+        return result
+
+    socket.getaddrinfo = getaddrinfo
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = real
