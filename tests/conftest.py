@@ -1,0 +1,62 @@
+"""Shared fixtures. Real DNS servers (Knot DNS, BIND 9) come from ``tests.servers``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+
+import pytest
+
+from headless_resolver.testing._model import ServiceSpec
+from tests.servers import AuthoritativeServer, BindServer, KnotServer, ServerUnavailable
+
+ServerFactory = Callable[..., AuthoritativeServer]
+
+
+def _server_factory(kind: type[AuthoritativeServer]) -> Iterator[ServerFactory]:
+    """Start servers of ``kind`` on demand; all are stopped when the test ends.
+
+    A missing binary skips the test on a workstation but fails it in CI (``CI=true``), where
+    a skipped real-server test would silently hide lost coverage.
+    """
+    started: list[AuthoritativeServer] = []
+
+    def make(
+        services: Iterable[ServiceSpec] = (), *, ttl: int = 5, domain: str = "cluster.local"
+    ) -> AuthoritativeServer:
+        try:
+            server = kind(services, ttl=ttl, domain=domain)
+        except ServerUnavailable as missing:
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(str(missing))
+            pytest.skip(str(missing))
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def make_knot_dns() -> Iterator[ServerFactory]:
+    """``make_knot_dns(services=..., ttl=..., domain=...)`` -> a running ``KnotServer``."""
+    yield from _server_factory(KnotServer)
+
+
+@pytest.fixture
+def make_bind_dns() -> Iterator[ServerFactory]:
+    """``make_bind_dns(services=..., ttl=..., domain=...)`` -> a running ``BindServer``."""
+    yield from _server_factory(BindServer)
+
+
+@pytest.fixture
+def knot_dns(make_knot_dns: ServerFactory) -> AuthoritativeServer:
+    """Knot DNS serving an empty ``cluster.local`` with TTL 5."""
+    return make_knot_dns()
+
+
+@pytest.fixture
+def bind_dns(make_bind_dns: ServerFactory) -> AuthoritativeServer:
+    """BIND 9 serving an empty ``cluster.local`` with TTL 5."""
+    return make_bind_dns()
