@@ -1,0 +1,302 @@
+"""The demo behind ``headless-resolver demo``: every strategy and plain httpx on one local cluster.
+
+A ``LocalCluster`` runs a cluster DNS and pods on 127.0.0.x. One pod is slow from the start,
+one crashes midway (refuses new connections and resets open ones), and the service is scaled
+up and back down while four clients send the same paced traffic: ``HeadlessTransport`` with
+each strategy, and plain httpx resolving the service name the way glibc does inside a pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import httpx
+
+from headless_resolver import HeadlessResolver, HeadlessTransport, LeastLatency, RoundRobin, Sticky
+from headless_resolver.testing import LocalCluster
+
+SERVICE = "web"
+NAMESPACE = "default"
+DOMAIN = "cluster.local"
+HOST = f"{SERVICE}.{NAMESPACE}.svc.{DOMAIN}"
+PORT = 8080
+WORKERS_PER_CLIENT = 4
+REQUEST_INTERVAL = 0.02
+"""Each worker starts at most one request per interval, so every client offers the same load."""
+SLOW_POD_LATENCY = 0.05
+USERS = 1000
+EXTRA_PODS = 2
+SCALE_UP_AT, FAIL_AT, SCALE_DOWN_AT = 0.2, 0.5, 0.8
+"""Fractions of the run at which the scripted events happen."""
+
+
+@dataclass
+class ClientTally:
+    """What one client saw: answers per pod, latencies, errors, when each pod first answered."""
+
+    label: str
+    per_pod: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    first_answer: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.per_pod.values()) + self.errors
+
+    def percentile_ms(self, q: int) -> float | None:
+        if len(self.latencies) < 2:
+            return None
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[q - 1] * 1000
+
+    def new_pod_wait(self, new_pods: list[str], since: float | None) -> float | None:
+        """Seconds from the scale-up until the slowest new pod got its first request."""
+        if since is None or not new_pods or any(p not in self.first_answer for p in new_pods):
+            return None
+        return max(self.first_answer[p] for p in new_pods) - since
+
+
+@dataclass
+class DemoReport:
+    pods: int
+    seconds: float
+    ttl: int
+    slow_pod: str
+    failing_pod: str
+    clients: list[ClientTally]
+    all_pods: list[str] = field(default_factory=list)
+    new_pods: list[str] = field(default_factory=list)
+    scaled_up_at: float | None = None
+    events: list[tuple[float, str]] = field(default_factory=list)
+
+
+def _lookup_a(host: str, nameserver: tuple[str, int]) -> list[str]:
+    query = dns.message.make_query(host.rstrip(".") + ".", dns.rdatatype.A)
+    response = dns.query.udp(query, nameserver[0], port=nameserver[1], timeout=2.0)
+    if response.rcode() == dns.rcode.NXDOMAIN:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    addresses = [
+        r.address for rrset in response.answer if rrset.rdtype == dns.rdatatype.A for r in rrset
+    ]
+    if not addresses:
+        raise socket.gaierror(socket.EAI_NODATA, "No address associated with hostname")
+    return addresses
+
+
+@contextlib.contextmanager
+def system_resolution_via(nameserver: str) -> Iterator[None]:
+    """Answer ``socket.getaddrinfo`` for cluster names from ``nameserver``, as glibc in a pod.
+
+    Plain httpx ends in ``getaddrinfo``; inside a pod that is one uncached DNS query per new
+    connection, in the server's record order. Other names go to the real ``getaddrinfo``.
+    """
+    host, _, port = nameserver.rpartition(":")
+    server = (host, int(port))
+    real = socket.getaddrinfo
+
+    def getaddrinfo(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(name, str) or not name.rstrip(".").endswith("." + DOMAIN):
+            return real(name, *args, **kwargs)
+        return [info for ip in _lookup_a(name, server) for info in real(ip, *args, **kwargs)]
+
+    socket.getaddrinfo = getaddrinfo
+    try:
+        yield
+    finally:
+        socket.getaddrinfo = real
+
+
+async def _drive(
+    client: httpx.AsyncClient, tally: ClientTally, rng: random.Random, deadline: float
+) -> None:
+    while (started := time.monotonic()) < deadline:
+        headers = {"x-user": f"user-{rng.randrange(USERS)}"}
+        try:
+            response = await client.get(f"http://{HOST}:{PORT}/", headers=headers)
+            answered = time.monotonic()
+            if response.status_code >= 500:
+                tally.errors += 1
+            else:
+                pod = response.json()["pod"]
+                tally.per_pod[pod] += 1
+                tally.latencies.append(answered - started)
+                tally.first_answer.setdefault(pod, answered)
+        except httpx.HTTPError:
+            tally.errors += 1
+        await asyncio.sleep(max(0.0, started + REQUEST_INTERVAL - time.monotonic()))
+
+
+class _Progress:
+    """One updating line on a terminal; a plain line every few seconds otherwise."""
+
+    def __init__(self, stream: TextIO, seconds: float) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._every = 0.25 if self._tty else max(1.0, seconds / 10)
+        self._seconds = seconds
+
+    async def run(self, report: DemoReport, started: float, pods: Callable[[], int]) -> None:
+        while True:
+            await asyncio.sleep(self._every)
+            self.show(report, time.monotonic() - started, pods())
+
+    def show(self, report: DemoReport, elapsed: float, pods: int) -> None:
+        requests = sum(c.requests for c in report.clients)
+        errors = sum(c.errors for c in report.clients)
+        last = report.events[-1][1] if report.events else "warming up"
+        line = (
+            f"{elapsed:5.1f}/{self._seconds:.0f} s  pods {pods}  requests {requests}  "
+            f"errors {errors}  [{last}]"
+        )
+        if self._tty:
+            self._stream.write("\r\033[K" + line)
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def done(self) -> None:
+        if self._tty:
+            self._stream.write("\r\033[K")
+            self._stream.flush()
+
+
+async def run_demo(
+    *, pods: int = 4, seconds: float = 30.0, out: TextIO, progress: TextIO, seed: int = 0
+) -> DemoReport:
+    """Run the scripted scenario for ``seconds`` and print the summary table to ``out``."""
+    ttl = max(1, min(5, round(seconds / 15)))
+    async with LocalCluster(ttl=ttl) as cluster:
+        await cluster.add_service(SERVICE, pods=pods, port=PORT, port_name="http")
+        originals = cluster.pods(SERVICE)
+        slow, failing = originals[1], originals[2]
+        slow.latency = SLOW_POD_LATENCY
+        report = DemoReport(
+            pods=pods,
+            seconds=seconds,
+            ttl=ttl,
+            slow_pod=slow.hostname,
+            failing_pod=failing.hostname,
+            clients=[ClientTally(label) for label in _CLIENT_LABELS],
+        )
+        seen = {p.hostname: None for p in originals}
+        async with (
+            HeadlessResolver([cluster.nameserver]) as resolver,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            stack.enter_context(system_resolution_via(cluster.nameserver))
+            clients = [
+                httpx.AsyncClient(transport=HeadlessTransport(resolver, RoundRobin())),
+                httpx.AsyncClient(transport=HeadlessTransport(resolver, LeastLatency())),
+                httpx.AsyncClient(transport=HeadlessTransport(resolver, Sticky(key="x-user"))),
+                httpx.AsyncClient(),
+            ]
+            for client in clients:
+                await stack.enter_async_context(client)
+            started = time.monotonic()
+            deadline = started + seconds
+            rng = random.Random(seed)
+            display = _Progress(progress, seconds)
+
+            def at(fraction: float) -> float:
+                return started + fraction * seconds - time.monotonic()
+
+            def note(what: str) -> None:
+                report.events.append((time.monotonic() - started, what))
+
+            async def script() -> None:
+                await asyncio.sleep(at(SCALE_UP_AT))
+                await cluster.scale(SERVICE, pods + EXTRA_PODS)
+                report.scaled_up_at = time.monotonic()
+                for pod in cluster.pods(SERVICE):
+                    seen.setdefault(pod.hostname, None)
+                report.new_pods = [h for h in seen if h not in {p.hostname for p in originals}]
+                note(f"scaled {pods} -> {pods + EXTRA_PODS}")
+                await asyncio.sleep(at(FAIL_AT))
+                failing.refuse = True
+                failing.reset = True
+                note(f"{failing.hostname} failing")
+                await asyncio.sleep(at(SCALE_DOWN_AT))
+                await cluster.scale(SERVICE, pods)
+                note(f"scaled {pods + EXTRA_PODS} -> {pods}")
+
+            async with asyncio.TaskGroup() as group:
+                for client, tally in zip(clients, report.clients, strict=True):
+                    for _ in range(WORKERS_PER_CLIENT):
+                        worker_rng = random.Random(rng.random())
+                        group.create_task(_drive(client, tally, worker_rng, deadline))
+                group.create_task(script())
+                ticker = group.create_task(
+                    display.run(report, started, lambda: len(cluster.pods(SERVICE)))
+                )
+                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+                ticker.cancel()
+            display.done()
+        report.all_pods = list(seen)
+    out.write(render_summary(report))
+    out.flush()
+    return report
+
+
+_CLIENT_LABELS = ("round-robin", "least-latency", "sticky", "plain-httpx")
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells))
+    return lines
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def render_summary(report: DemoReport) -> str:
+    """The summary: one row per client, then requests per pod with one column per client."""
+    events = ", ".join(f"{what} at {when:.1f} s" for when, what in report.events)
+    header = (
+        f"demo: {report.seconds:g} s, {report.pods} pods, DNS TTL {report.ttl} s, "
+        f"{report.slow_pod} slow (+{SLOW_POD_LATENCY * 1000:.0f} ms); {events}"
+    )
+    clients = [["client", "requests", "errors", "p50_ms", "p99_ms", "new_pod_wait_s"]]
+    for tally in report.clients:
+        wait = tally.new_pod_wait(report.new_pods, report.scaled_up_at)
+        clients.append(
+            [
+                tally.label,
+                str(tally.requests),
+                str(tally.errors),
+                _ms(tally.percentile_ms(50)),
+                _ms(tally.percentile_ms(99)),
+                "never" if wait is None else f"{wait:.2f}",
+            ]
+        )
+    per_pod = [["pod", *(t.label for t in report.clients)]]
+    for pod in report.all_pods:
+        role = {report.slow_pod: " (slow)", report.failing_pod: " (failing)"}.get(pod, "")
+        if pod in report.new_pods:
+            role = " (new)"
+        per_pod.append([pod + role, *(str(t.per_pod[pod]) for t in report.clients)])
+    notes = (
+        "plain-httpx: one getaddrinfo per new connection, then keep-alive pins each connection "
+        "to one pod.\nnew_pod_wait_s: time from the scale-up until the last new pod got its "
+        "first request."
+    )
+    return "\n".join([header, "", *_table(clients), "", *_table(per_pod), "", notes, ""])
