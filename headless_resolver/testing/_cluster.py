@@ -1,0 +1,235 @@
+"""LocalCluster: a cluster DNS plus real loopback pods, kept in step like Kubernetes keeps them.
+
+Scaling up starts pods before DNS names them; scaling down removes them from DNS before they
+stop, as endpoints controllers and kubelets do, so tests see the same races clients see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import ssl
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from headless_resolver.testing._clusterdns import ClusterDNS
+from headless_resolver.testing._model import PortSpec, ServiceSpec
+from headless_resolver.testing._pods import CertificateAuthority, PodServer
+
+__all__ = ["LocalCluster"]
+
+_FIRST_POD_ADDRESS = int(ipaddress.IPv4Address("127.0.0.11"))
+_LAST_POD_ADDRESS = int(ipaddress.IPv4Address("127.255.255.254"))
+_MAX_ADDRESSES_TRIED = 512
+
+# Pod addresses held by every LocalCluster of this process. Addresses taken by other processes
+# are found by binding and skipped.
+_addresses_in_use: set[str] = set()
+
+
+def _free_addresses() -> Iterator[str]:
+    for number in range(_FIRST_POD_ADDRESS, _LAST_POD_ADDRESS + 1):
+        if number & 0xFF in (0, 255):
+            continue
+        address = str(ipaddress.IPv4Address(number))
+        if address not in _addresses_in_use:
+            yield address
+
+
+@dataclass(eq=False)
+class _Service:
+    name: str
+    namespace: str
+    port: int
+    port_name: str
+    ssl_context: ssl.SSLContext | None
+    pods: list[PodServer] = field(default_factory=list)
+
+
+class LocalCluster:
+    """A ``ClusterDNS`` and one ``PodServer`` per endpoint, on distinct 127.0.0.x addresses.
+
+    ``pods(name)`` returns the live pod handles, whose knobs (``latency``, ``status``,
+    ``refuse``, ``reset``) change a pod without changing DNS: a refusing pod is still published,
+    like a dying pod the endpoints controller has not noticed yet.
+    """
+
+    def __init__(self, *, domain: str = "cluster.local", ttl: int = 5) -> None:
+        self.domain = domain.strip(".")
+        self.dns = ClusterDNS(domain=domain, ttl=ttl)
+        self._services: dict[tuple[str, str], _Service] = {}
+        self._certificates: CertificateAuthority | None = None
+        self._directory: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def nameserver(self) -> str:
+        """``"127.0.0.1:PORT"`` of the cluster DNS."""
+        return self.dns.nameserver
+
+    @property
+    def ca_cert(self) -> Path:
+        """PEM of the CA that signs every TLS service's certificate."""
+        return self._authority().ca_cert
+
+    async def __aenter__(self) -> LocalCluster:
+        await self.dns.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            for key in list(self._services):
+                await self._stop_pods(self._services.pop(key).pods)
+        finally:
+            await self.dns.__aexit__(None, None, None)
+            if self._directory is not None:
+                self._directory.cleanup()
+                self._directory = None
+
+    async def add_service(
+        self,
+        name: str,
+        *,
+        namespace: str = "default",
+        pods: int = 3,
+        port: int = 8080,
+        port_name: str = "http",
+        tls: bool = False,
+    ) -> list[PodServer]:
+        """Start ``pods`` pods ``<name>-0 .. <name>-N-1`` and publish them as a headless Service.
+
+        Every pod listens on ``port`` (``0``: one free port shared by the service's pods), which
+        DNS publishes as the SRV port ``port_name``/tcp. With ``tls``, pods present a
+        certificate for the service's names, signed by ``ca_cert``.
+        """
+        ServiceSpec(name, namespace, ports=(PortSpec(port_name, "tcp", port or 1),))
+        _check_replicas(pods)
+        if (name, namespace) in self._services:
+            raise ValueError(f"service {name}.{namespace} already exists")
+        ssl_context = None
+        if tls:
+            fqdn = f"{name}.{namespace}.svc.{self.domain}"
+            names = [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", fqdn, f"*.{fqdn}"]
+            ssl_context = self._authority().server_context_factory(names)()
+        service = _Service(name, namespace, port, port_name, ssl_context)
+        self._services[name, namespace] = service
+        try:
+            await self._start_pods(service, pods)
+            self.dns.add_service(
+                name,
+                namespace,
+                endpoints=_endpoints(service),
+                ports=[(port_name, "tcp", service.port)],
+            )
+        except BaseException:
+            del self._services[name, namespace]
+            await self._stop_pods(service.pods)
+            raise
+        return list(service.pods)
+
+    async def scale(
+        self, name: str, replicas: int, *, namespace: str = "default", grace: float = 0.0
+    ) -> list[PodServer]:
+        """Scale to ``replicas`` pods, like a StatefulSet: the highest ordinals go first.
+
+        New pods are listening before DNS names them; removed pods leave DNS first and stop
+        ``grace`` seconds later.
+        """
+        _check_replicas(replicas)
+        service = self._service(name, namespace)
+        if replicas >= len(service.pods):
+            await self._start_pods(service, replicas)
+            self.dns.set_endpoints(name, namespace, endpoints=_endpoints(service))
+        else:
+            leaving = service.pods[replicas:]
+            del service.pods[replicas:]
+            self.dns.set_endpoints(name, namespace, endpoints=_endpoints(service))
+            if grace > 0:
+                await asyncio.sleep(grace)
+            await self._stop_pods(leaving)
+        return list(service.pods)
+
+    def pods(self, name: str, namespace: str = "default") -> list[PodServer]:
+        """The service's running pods, by ordinal."""
+        return list(self._service(name, namespace).pods)
+
+    async def remove_service(self, name: str, namespace: str = "default") -> None:
+        """Remove the service from DNS, then stop its pods."""
+        service = self._service(name, namespace)
+        del self._services[name, namespace]
+        self.dns.remove_service(name, namespace)
+        await self._stop_pods(service.pods)
+
+    def _service(self, name: str, namespace: str) -> _Service:
+        try:
+            return self._services[name, namespace]
+        except KeyError:
+            raise KeyError(f"no service {name}.{namespace} in this LocalCluster") from None
+
+    def _authority(self) -> CertificateAuthority:
+        if self._certificates is None:
+            self._directory = tempfile.TemporaryDirectory(prefix="headless-resolver-cluster-")
+            self._certificates = CertificateAuthority(self._directory.name)
+        return self._certificates
+
+    async def _start_pods(self, service: _Service, replicas: int) -> None:
+        """Start ordinals ``len(pods) .. replicas-1``; on failure none of them stays up."""
+        first = len(service.pods)
+        if first == replicas:
+            return
+        if service.port == 0:
+            # The first pod picks a free port; every other pod of the service listens on it.
+            service.pods.append(await _start_pod(service, first))
+            service.port = service.pods[0].port
+            first += 1
+        started = await asyncio.gather(
+            *(_start_pod(service, ordinal) for ordinal in range(first, replicas)),
+            return_exceptions=True,
+        )
+        pods = [pod for pod in started if isinstance(pod, PodServer)]
+        failures = [error for error in started if isinstance(error, BaseException)]
+        if failures:
+            await self._stop_pods(pods)
+            raise failures[0]
+        service.pods.extend(pods)
+
+    async def _stop_pods(self, pods: list[PodServer]) -> None:
+        try:
+            await asyncio.gather(*(pod.stop() for pod in pods))
+        finally:
+            for pod in pods:
+                _addresses_in_use.discard(pod.ip)
+
+
+async def _start_pod(service: _Service, ordinal: int) -> PodServer:
+    """Start one pod on the first loopback address where ``service.port`` is free."""
+    hostname = f"{service.name}-{ordinal}"
+    for tried, address in enumerate(_free_addresses()):
+        if tried == _MAX_ADDRESSES_TRIED:
+            break
+        _addresses_in_use.add(address)
+        pod = PodServer(address, service.port, hostname=hostname, ssl_context=service.ssl_context)
+        try:
+            await pod.start()
+        except OSError as exc:
+            _addresses_in_use.discard(address)
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            continue
+        return pod
+    raise OSError(
+        errno.EADDRINUSE,
+        f"port {service.port} is taken on {_MAX_ADDRESSES_TRIED} loopback addresses; "
+        "is something listening on 0.0.0.0? pass port=0 to pick a free port",
+    )
+
+
+def _check_replicas(replicas: int) -> None:
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        raise ValueError(f"replicas: {replicas!r} is not a non-negative integer")
+
+
+def _endpoints(service: _Service) -> list[tuple[str, str]]:
+    return [(pod.ip, pod.hostname) for pod in service.pods]
