@@ -155,6 +155,16 @@ async def test_refused_address_cannot_be_taken_by_another_server(pod: PodServer)
         await intruder.start()
 
 
+async def test_a_pod_can_start_refusing() -> None:
+    server = PodServer("127.0.0.24", hostname="late-0")
+    server.refuse = True
+    async with server, client() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(url(server))
+        server.refuse = False
+        assert (await http.get(url(server))).json()["pod"] == "late-0"
+
+
 async def test_reset_knob_breaks_the_response_midway(pod: PodServer) -> None:
     pod.reset = True
     async with client() as http:

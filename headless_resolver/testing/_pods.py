@@ -56,7 +56,8 @@ class PodServer:
 
     Knobs, settable at any time: ``latency`` (seconds before each answer), ``status`` (the HTTP
     status answered), ``refuse`` (stop listening: new connections get ECONNREFUSED, open ones
-    live on) and ``reset`` (send half a response, then reset the connection).
+    live on) and ``reset`` (send half a response, then reset the connection). A TLS pod records
+    the server name each client asked for through ``ssl_context.sni_callback``, which it sets.
     """
 
     def __init__(
@@ -149,7 +150,9 @@ class PodServer:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((self.ip, self.port))
             listener.setblocking(False)
-            if not self._refuse:
+            if self._refuse:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
+            else:
                 listener.listen(_BACKLOG)
                 self._loop.add_reader(listener.fileno(), self._accept, listener)
         except BaseException:
