@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import pytest
 
 from headless_resolver.testing._model import ServiceSpec
-from tests.servers import AuthoritativeServer, BindServer, KnotServer, ServerUnavailable
-
-ServerFactory = Callable[..., AuthoritativeServer]
+from tests.servers import (
+    AuthoritativeServer,
+    BindServer,
+    KnotServer,
+    ServerFactory,
+    ServerUnavailable,
+    skip_or_fail,
+)
 
 
 def _server_factory(kind: type[AuthoritativeServer]) -> Iterator[ServerFactory]:
-    """Start servers of ``kind`` on demand; all are stopped when the test ends.
-
-    A missing binary skips the test on a workstation but fails it in CI (``CI=true``), where
-    a skipped real-server test would silently hide lost coverage.
-    """
+    """Start servers of ``kind`` on demand; all are stopped when the test ends."""
     started: list[AuthoritativeServer] = []
 
     def make(
@@ -27,9 +27,7 @@ def _server_factory(kind: type[AuthoritativeServer]) -> Iterator[ServerFactory]:
         try:
             server = kind(services, ttl=ttl, domain=domain)
         except ServerUnavailable as missing:
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail(str(missing))
-            pytest.skip(str(missing))
+            skip_or_fail(missing)
         started.append(server)
         return server.start()
 

@@ -2,10 +2,12 @@
 
 from tests.servers._base import (
     AuthoritativeServer,
+    ServerFactory,
     ServerFailed,
     ServerUnavailable,
     free_port,
     query,
+    skip_or_fail,
 )
 from tests.servers.bind import BindServer
 from tests.servers.knot import KnotServer
@@ -14,8 +16,10 @@ __all__ = [
     "AuthoritativeServer",
     "BindServer",
     "KnotServer",
+    "ServerFactory",
     "ServerFailed",
     "ServerUnavailable",
     "free_port",
     "query",
+    "skip_or_fail",
 ]
