@@ -32,7 +32,6 @@ SERVICE = "web"
 NAMESPACE = "default"
 DOMAIN = "cluster.local"
 HOST = f"{SERVICE}.{NAMESPACE}.svc.{DOMAIN}"
-PORT = 8080
 WORKERS_PER_CLIENT = 4
 REQUEST_INTERVAL = 0.02
 """Each worker starts at most one request per interval, so every client offers the same load."""
@@ -120,12 +119,12 @@ def system_resolution_via(nameserver: str) -> Iterator[None]:
 
 
 async def _drive(
-    client: httpx.AsyncClient, tally: ClientTally, rng: random.Random, deadline: float
+    client: httpx.AsyncClient, url: str, tally: ClientTally, rng: random.Random, deadline: float
 ) -> None:
     while (started := time.monotonic()) < deadline:
         headers = {"x-user": f"user-{rng.randrange(USERS)}"}
         try:
-            response = await client.get(f"http://{HOST}:{PORT}/", headers=headers)
+            response = await client.get(url, headers=headers)
             answered = time.monotonic()
             if response.status_code >= 500:
                 tally.errors += 1
@@ -179,8 +178,9 @@ async def run_demo(
     """Run the scripted scenario for ``seconds`` and print the summary table to ``out``."""
     ttl = max(1, min(5, round(seconds / 15)))
     async with LocalCluster(ttl=ttl) as cluster:
-        await cluster.add_service(SERVICE, pods=pods, port=PORT, port_name="http")
-        originals = cluster.pods(SERVICE)
+        # port=0: one free port for every pod, so a busy 8080 on this machine does not matter.
+        originals = await cluster.add_service(SERVICE, pods=pods, port=0, port_name="http")
+        url = f"http://{HOST}:{originals[0].port}/"
         slow, failing = originals[1], originals[2]
         slow.latency = SLOW_POD_LATENCY
         report = DemoReport(
@@ -236,7 +236,7 @@ async def run_demo(
                 for client, tally in zip(clients, report.clients, strict=True):
                     for _ in range(WORKERS_PER_CLIENT):
                         worker_rng = random.Random(rng.random())
-                        group.create_task(_drive(client, tally, worker_rng, deadline))
+                        group.create_task(_drive(client, url, tally, worker_rng, deadline))
                 group.create_task(script())
                 ticker = group.create_task(
                     display.run(report, started, lambda: len(cluster.pods(SERVICE)))
@@ -253,15 +253,16 @@ async def run_demo(
 _CLIENT_LABELS = ("round-robin", "least-latency", "sticky", "plain-httpx")
 
 
-def _table(rows: list[list[str]]) -> list[str]:
+def _table(rows: list[list[str]], left: tuple[int, ...] = (0,)) -> list[str]:
+    """Align columns: numbers to the right, the columns in ``left`` to the left."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [row[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
-        ]
-        lines.append("  ".join(cells))
-    return lines
+    return [
+        "  ".join(
+            cell.ljust(width) if i in left else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
 
 
 def _ms(value: float | None) -> str:
@@ -288,15 +289,26 @@ def render_summary(report: DemoReport) -> str:
                 "never" if wait is None else f"{wait:.2f}",
             ]
         )
-    per_pod = [["pod", *(t.label for t in report.clients)]]
+    per_pod = [["pod", *(t.label for t in report.clients), "note"]]
     for pod in report.all_pods:
-        role = {report.slow_pod: " (slow)", report.failing_pod: " (failing)"}.get(pod, "")
+        note = {report.slow_pod: "slow", report.failing_pod: "failing"}.get(pod, "")
         if pod in report.new_pods:
-            role = " (new)"
-        per_pod.append([pod + role, *(str(t.per_pod[pod]) for t in report.clients)])
+            note = "added, then removed"
+        per_pod.append([pod, *(str(t.per_pod[pod]) for t in report.clients), note])
     notes = (
         "plain-httpx: one getaddrinfo per new connection, then keep-alive pins each connection "
         "to one pod.\nnew_pod_wait_s: time from the scale-up until the last new pod got its "
         "first request."
     )
-    return "\n".join([header, "", *_table(clients), "", *_table(per_pod), "", notes, ""])
+    return "\n".join(
+        [
+            header,
+            "",
+            *_table(clients),
+            "",
+            *_table(per_pod, left=(0, len(per_pod[0]) - 1)),
+            "",
+            notes,
+            "",
+        ]
+    )
