@@ -23,6 +23,7 @@ from headless_resolver import (
     ResolutionError,
     ServiceNotFound,
 )
+from headless_resolver._names import parse_nameserver
 
 PROG = "headless-resolver"
 NAMESERVER_ENV = "HEADLESS_NAMESERVER"
@@ -82,22 +83,18 @@ and prints requests per pod, latency percentiles, errors and how long new pods w
 
 
 def _nameserver(value: str) -> str:
-    """Check ``host``, ``host:port`` or ``[v6]:port`` here, so a typo is a usage error."""
-    host, port = value, ""
-    if value.startswith("["):
-        host, sep, port = value[1:].partition("]")
-        if not sep or (port and not port.startswith(":")):
-            raise argparse.ArgumentTypeError(f"{value!r} is not HOST or HOST:PORT")
-        port = port[1:]
-    elif value.count(":") == 1:
-        host, port = value.split(":")
+    """Check ``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` here, so a typo is a usage error."""
     try:
+        host, _ = parse_nameserver(value)
         ipaddress.ip_address(host)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: {host!r} is not an IP address") from None
-    if port and not (port.isdigit() and 0 < int(port) < 65536):
-        raise argparse.ArgumentTypeError(f"{value!r}: port {port!r} is not in 1..65535")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{value!r} is not IP or IP:PORT ({error})") from None
     return value
+
+
+def _port(value: str) -> str | int:
+    """A port name (SRV lookup) or a number (set on every address)."""
+    return int(value) if value.isdigit() else value
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -115,7 +112,11 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 
 def _add_resolver_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="service name: svc, svc.ns, svc.ns.svc.cluster.local, pod.svc")
-    parser.add_argument("--port", help="named port, e.g. http: query SRV for ports and pod names")
+    parser.add_argument(
+        "--port",
+        type=_port,
+        help="named port (e.g. http: SRV lookup, gives ports and pod names) or a number",
+    )
     parser.add_argument("--proto", default="tcp", choices=("tcp", "udp", "sctp"))
     parser.add_argument(
         "--nameserver",
