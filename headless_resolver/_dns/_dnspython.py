@@ -102,6 +102,9 @@ def check_query(name: str, rdtype: str) -> str:
         raise ValueError(f"record type {rdtype!r} is not one of {sorted(TYPE_CODES)}")
     if not isinstance(name, str) or not name.endswith(".") or name == ".":
         raise InvalidServiceName(f"{name!r} is not an absolute DNS name (with trailing dot)")
+    labels = name[:-1].split(".")
+    if len(name) > 254 or not all(0 < len(label) < 64 for label in labels):
+        raise InvalidServiceName(f"{name!r} has an empty or over-long label, or is too long")
     return name.lower()
 
 
