@@ -16,6 +16,7 @@ DNS_SCHEMA_VERSION = "1.1.0"
 _LABEL_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$")
+_SUBDOMAIN_1123 = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 PROTOCOLS = ("tcp", "udp", "sctp")
 
 
@@ -45,11 +46,16 @@ class PortSpec:
 
 @dataclass(frozen=True, slots=True)
 class EndpointSpec:
-    """One address backing a service; ``hostname`` is the pod's (StatefulSet) hostname."""
+    """One address backing a service; ``hostname`` is the pod's (StatefulSet) hostname.
+
+    ``pod_name`` is the backing pod (the EndpointSlice ``targetRef``); CoreDNS names the
+    endpoint after it only with its ``endpoint_pod_names`` option.
+    """
 
     ip: str
     hostname: str | None = None
     ready: bool = True
+    pod_name: str | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -59,6 +65,8 @@ class EndpointSpec:
         object.__setattr__(self, "ip", address.compressed)
         if self.hostname is not None:
             _check_label("endpoint.hostname", self.hostname, _LABEL_1123)
+        if self.pod_name is not None:
+            _check_label("endpoint.pod_name", self.pod_name, _SUBDOMAIN_1123)
 
     @property
     def is_ipv6(self) -> bool:
@@ -67,9 +75,19 @@ class EndpointSpec:
     @property
     def dns_label(self) -> str:
         """The per-pod label: the hostname, else the dashed IP (``10-244-1-5``, ``fd00--1``)."""
+        return self.label()
+
+    def label(self, *, endpoint_pod_names: bool = False) -> str:
+        """The per-pod label as CoreDNS picks it: hostname; else, with ``endpoint_pod_names``,
+        a pod name that fits one label; else the dashed IP (a trailing ``-`` gets a ``0``)."""
         if self.hostname:
             return self.hostname
-        return self.ip.replace(".", "-").replace(":", "-")
+        if endpoint_pod_names and self.pod_name and _LABEL_1123.match(self.pod_name):
+            return self.pod_name
+        if self.is_ipv6:
+            dashed = self.ip.replace(":", "-")
+            return dashed + "0" if dashed.endswith("-") else dashed
+        return self.ip.replace(".", "-")
 
 
 def endpoint(value: EndpointSpec | tuple[object, ...] | str) -> EndpointSpec:
@@ -108,7 +126,11 @@ def port(value: PortSpec | tuple[object, ...]) -> PortSpec:
 
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
-    """A Service: headless when ``cluster_ip`` is None."""
+    """A Service: headless when ``cluster_ip`` is None.
+
+    ``cluster_ips`` mirrors Kubernetes ``spec.clusterIPs``: a dual-stack service has one
+    address per family, the first equal to ``cluster_ip``; either field may be given.
+    """
 
     name: str
     namespace: str = "default"
@@ -116,19 +138,25 @@ class ServiceSpec:
     ports: tuple[PortSpec, ...] = ()
     cluster_ip: str | None = None
     publish_not_ready: bool = False
+    cluster_ips: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_label("service.name", self.name, _LABEL_1035)
         _check_label("service.namespace", self.namespace, _LABEL_1123)
-        if self.cluster_ip is not None:
-            try:
-                ipaddress.ip_address(self.cluster_ip)
-            except ValueError:
-                raise ValueError(
-                    f"service.cluster_ip: {self.cluster_ip!r} is not an IP address"
-                ) from None
+        ips = tuple(self.cluster_ips) or (() if self.cluster_ip is None else (self.cluster_ip,))
+        compressed = tuple(_cluster_ip(ip) for ip in ips)
+        if self.cluster_ip is not None and compressed[0] != _cluster_ip(self.cluster_ip):
+            raise ValueError(
+                f"service.cluster_ips: {ips!r} must start with cluster_ip {self.cluster_ip!r}"
+            )
+        if len(compressed) > 2 or len({":" in ip for ip in compressed}) != len(compressed):
+            raise ValueError(f"service.cluster_ips: {ips!r} is not one address per IP family")
+        object.__setattr__(self, "cluster_ips", compressed)
+        object.__setattr__(self, "cluster_ip", compressed[0] if compressed else None)
         object.__setattr__(self, "endpoints", tuple(endpoint(e) for e in self.endpoints))
         object.__setattr__(self, "ports", tuple(port(p) for p in self.ports))
+        if compressed and not self.ports:
+            raise ValueError("service.ports: a ClusterIP service needs at least one port")
 
     @property
     def headless(self) -> bool:
@@ -145,6 +173,19 @@ class ServiceSpec:
         return f"{self.name}.{self.namespace}.svc.{domain.strip('.')}."
 
 
+def _cluster_ip(value: object) -> str:
+    try:
+        return ipaddress.ip_address(value).compressed  # type: ignore[arg-type]
+    except ValueError:
+        raise ValueError(f"service.cluster_ip: {value!r} is not an IP address") from None
+
+
+def srv_weight(entries: int) -> int:
+    """CoreDNS's SRV weight when ``entries`` (address, port) pairs share priority 0:
+    ``floor(100 / entries)``, at least 1."""
+    return max(1, 100 // entries)
+
+
 def zone_records(
     services: Iterable[ServiceSpec], domain: str = "cluster.local", ttl: int = 5
 ) -> list[tuple[str, int, str, str]]:
@@ -152,8 +193,9 @@ def zone_records(
 
     Layout per the Kubernetes DNS specification 1.1.0 and CoreDNS: SOA (MINIMUM = ttl) and NS at
     the apex, ``dns-version`` TXT, service A/AAAA (headless: one per published endpoint),
-    per-pod names, SRV per named port (priority 0, weight 100 // k, target the per-pod name)
-    and at the bare service name.
+    per-pod names, SRV per named port (priority 0, weight ``srv_weight`` of the pairs behind
+    the name, target the per-pod name) and at the bare service name. Dual-stack ClusterIP
+    services get both addresses.
     """
     zone = domain.strip(".").lower() + "."
     records: list[tuple[str, int, str, str]] = [
@@ -165,25 +207,33 @@ def zone_records(
     for svc in services:
         owner = svc.fqdn(zone)
         if not svc.headless:
-            assert svc.cluster_ip is not None
-            family = "AAAA" if ":" in svc.cluster_ip else "A"
-            records.append((owner, ttl, family, svc.cluster_ip))
-            for p in svc.ports:
-                srv = f"_{p.name}._{p.protocol}.{owner}"
-                records.append((srv, ttl, "SRV", f"0 100 {p.number} {owner}"))
-                records.append((owner, ttl, "SRV", f"0 100 {p.number} {owner}"))
+            for ip in svc.cluster_ips:
+                records.append((owner, ttl, "AAAA" if ":" in ip else "A", ip))
+            _add_srv(records, owner, ttl, [(owner, p) for p in svc.ports for _ in svc.cluster_ips])
             continue
-        published = svc.published
-        if not published:
-            continue
-        weight = 100 // len(published)
-        for ep in published:
-            pod = f"{ep.dns_label}.{owner}"
+        pods = [(f"{ep.dns_label}.{owner}", ep) for ep in svc.published]
+        for pod, ep in pods:
             family = "AAAA" if ep.is_ipv6 else "A"
             records.append((owner, ttl, family, ep.ip))
             records.append((pod, ttl, family, ep.ip))
-            for p in svc.ports:
-                srv = f"_{p.name}._{p.protocol}.{owner}"
-                records.append((srv, ttl, "SRV", f"0 {weight} {p.number} {pod}"))
-                records.append((owner, ttl, "SRV", f"0 {weight} {p.number} {pod}"))
-    return records
+        _add_srv(records, owner, ttl, [(pod, p) for pod, _ in pods for p in svc.ports])
+    return list(dict.fromkeys(records))
+
+
+def _add_srv(
+    records: list[tuple[str, int, str, str]],
+    owner: str,
+    ttl: int,
+    targets: list[tuple[str, PortSpec]],
+) -> None:
+    """SRV per port name and at the bare name, weighted by how many (target, port) pairs
+    each name has, as CoreDNS counts them before it drops duplicates."""
+    for p in {q: None for _, q in targets}:
+        named = [target for target, q in targets if q == p]
+        weight = srv_weight(len(named))
+        for target in named:
+            srv = f"_{p.name}._{p.protocol}.{owner}"
+            records.append((srv, ttl, "SRV", f"0 {weight} {p.number} {target}"))
+    bare = srv_weight(len(targets)) if targets else 0
+    for target, p in targets:
+        records.append((owner, ttl, "SRV", f"0 {bare} {p.number} {target}"))
