@@ -1,0 +1,254 @@
+"""HeadlessTransport: an httpx async transport that sends each request to a pod of the service."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import ssl
+import time
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
+from types import TracebackType
+
+import httpx
+from httpx._types import CertTypes, ProxyTypes
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+from headless_resolver._endpoints import EndpointSet
+from headless_resolver._errors import (
+    HeadlessResolverError,
+    InvalidServiceName,
+    NoEndpointsAvailable,
+)
+from headless_resolver._resolver import HeadlessResolver
+from headless_resolver._strategies import RoundRobin, Strategy
+from headless_resolver._transports._routing import (
+    DEFAULT_LIMITS,
+    Attempts,
+    HostMatch,
+    PodPool,
+    Route,
+    Router,
+    SocketOption,
+    host_matcher,
+    pod_request,
+    resolution_failed,
+    retryable,
+)
+
+
+class HeadlessTransport(httpx.AsyncBaseTransport):
+    """Send requests for cluster services straight to a pod picked by ``strategy``.
+
+    Use it as ``httpx.AsyncClient(transport=HeadlessTransport(...))``. Hosts that match (names
+    under the cluster domain, hosts listed in ``match`` or ``ports``) are resolved (a cache hit
+    on the hot path), a pod is picked, and a new request goes to the pod's IP while the URL,
+    ``Host`` header and TLS server name stay the service's, so certificates are verified
+    against the service name. Other hosts pass through to a plain ``httpx.AsyncHTTPTransport``.
+
+    Ports: a URL with an explicit port uses it. ``ports={"web": "http"}`` takes the port of
+    ``http://web/`` from the SRV record of the named port ``_http._tcp``; with
+    ``srv_from_scheme=True`` every routed URL without a port takes it from ``_<scheme>._tcp``.
+    Per-pod names (``web-0.web.default.svc.cluster.local``) go to that pod only.
+
+    Retries: a request that never reached a pod (refused, reset while connecting, connect or
+    pool timeout) is tried again on another pod, whatever its method; one that may have been
+    sent is retried only when idempotent with an in-memory body. Never the same pod twice;
+    at most ``retries`` extra attempts. HTTP statuses are never retried, but those in
+    ``failure_statuses`` count as failures for the strategy's health.
+
+    The httpx options (``verify``, ``cert``, ``http1``, ``http2``, ``limits``,
+    ``local_address``, ``socket_options``, ``connect_retries`` = httpx's ``retries``) apply
+    to every pod pool; ``limits`` are per pod. ``proxy`` and ``uds`` apply only to hosts
+    passed through: pods are always reached directly, because a proxy would connect to the
+    service name itself (and httpcore's HTTP proxy ignores the TLS server name). httpx
+    ignores proxy environment variables for a client given ``transport=``; mounting this
+    transport under ``mounts=`` instead lets ``HTTP(S)_PROXY`` win for the routed hosts.
+    """
+
+    def __init__(
+        self,
+        resolver: HeadlessResolver | None = None,
+        strategy: Strategy | None = None,
+        *,
+        match: HostMatch | None = None,
+        ports: Mapping[str, str] | None = None,
+        srv_from_scheme: bool = False,
+        retries: int = 2,
+        failure_statuses: Collection[int] = (502, 503, 504),
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        proxy: ProxyTypes | None = None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        connect_retries: int = 0,
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> None:
+        if retries < 0:
+            raise ValueError(f"retries: {retries!r} must be >= 0")
+        self._owns_resolver = resolver is None
+        self._resolver = HeadlessResolver() if resolver is None else resolver
+        self._strategy: Strategy = RoundRobin() if strategy is None else strategy
+        self._retries = retries
+        self._failure_statuses = frozenset(failure_statuses)
+        ports = dict(ports or {})
+        self._ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+        socket_options = None if socket_options is None else list(socket_options)
+        pod_transport = functools.partial(
+            httpx.AsyncHTTPTransport,
+            verify=self._ssl_context,
+            http1=http1,
+            http2=http2,
+            limits=limits,
+            local_address=local_address,
+            retries=connect_retries,
+            socket_options=socket_options,
+        )
+        self._router: Router[httpx.AsyncHTTPTransport] = Router(
+            host_matcher(self._resolver, match, ports),
+            ports,
+            srv_from_scheme,
+            pod_transport,
+            contextlib.nullcontext(),
+        )
+        self._passthrough = pod_transport(proxy=proxy, uds=uds)
+
+    @property
+    def resolver(self) -> HeadlessResolver:
+        return self._resolver
+
+    @property
+    def strategy(self) -> Strategy:
+        return self._strategy
+
+    def pools(self) -> list[tuple[str, int, str]]:
+        """``(pod IP, port, TLS name)`` of the open per-pod pools."""
+        return self._router.pool_keys()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        route = self._router.route(request.url)
+        if route is None:
+            return await self._passthrough.handle_async_request(request)
+        try:
+            endpoints = await self._resolver.resolve(route.host, port=route.port_name)
+        except InvalidServiceName:
+            raise
+        except HeadlessResolverError as exc:
+            raise resolution_failed(request, exc) from exc
+        if endpoints.version != route.version:
+            for pool in self._router.update(route, endpoints):
+                await pool.transport.aclose()
+        attempts = Attempts()
+        try:
+            return await self._attempt(request, route, endpoints, attempts)
+        except httpx.TransportError as exc:
+            if self._retries == 0 or not retryable(request, exc):
+                attempts.noted(exc)
+                raise
+        return await self._retry(request, route, endpoints, attempts)
+
+    async def _retry(
+        self, request: httpx.Request, route: Route, endpoints: EndpointSet, attempts: Attempts
+    ) -> httpx.Response:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._retries),
+            retry=retry_if_exception(lambda exc: retryable(request, exc)),
+            reraise=True,
+        )
+        try:
+            return await retrying(self._attempt, request, route, endpoints, attempts)
+        except NoEndpointsAvailable:
+            # Every pod has been tried: the last pod's error says more than "none left".
+            assert attempts.last_error is not None
+            raise attempts.noted(attempts.last_error) from None
+        except httpx.TransportError as exc:
+            attempts.noted(exc)
+            raise
+
+    async def _attempt(
+        self, request: httpx.Request, route: Route, endpoints: EndpointSet, attempts: Attempts
+    ) -> httpx.Response:
+        strategy = self._strategy
+        try:
+            endpoint = strategy.pick(endpoints, strategy.key_for(request), exclude=attempts.tried)
+        except NoEndpointsAvailable as exc:
+            if attempts.last_error is not None:
+                raise
+            raise resolution_failed(request, exc) from exc
+        attempts.tried.append(endpoint)
+        pool = self._router.checkout(route, endpoint)
+        started = time.perf_counter()
+        try:
+            response = await pool.transport.handle_async_request(
+                pod_request(request, route, endpoint)
+            )
+        except httpx.TransportError as exc:
+            strategy.observe(endpoint, time.perf_counter() - started, False)
+            attempts.last_error = exc
+            await self._checkin(pool)
+            raise
+        except BaseException:
+            strategy.release(endpoint)
+            await self._checkin(pool)
+            raise
+        status = response.status_code
+        ok = status not in self._failure_statuses
+        strategy.observe(endpoint, time.perf_counter() - started, ok, status=status)
+        response.stream = _PodResponseStream(response.stream, self, pool)
+        response.request = request
+        return response
+
+    async def _checkin(self, pool: PodPool[httpx.AsyncHTTPTransport]) -> None:
+        if self._router.checkin(pool):
+            await pool.transport.aclose()
+
+    async def aclose(self) -> None:
+        """Close every pod pool, the pass-through transport, and the resolver if we made it."""
+        for transport in self._router.close_all():
+            await transport.aclose()
+        await self._passthrough.aclose()
+        if self._owns_resolver:
+            await self._resolver.aclose()
+
+    async def __aenter__(self) -> HeadlessTransport:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self.aclose()
+
+
+class _PodResponseStream(httpx.AsyncByteStream):
+    """The pod's response body; closing it ends the request's use of the pod pool."""
+
+    __slots__ = ("_pool", "_stream", "_transport")
+
+    def __init__(
+        self,
+        stream: httpx.SyncByteStream | httpx.AsyncByteStream,
+        transport: HeadlessTransport,
+        pool: PodPool[httpx.AsyncHTTPTransport],
+    ) -> None:
+        assert isinstance(stream, httpx.AsyncByteStream)
+        self._stream = stream
+        self._transport = transport
+        self._pool: PodPool[httpx.AsyncHTTPTransport] | None = pool
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                await self._transport._checkin(pool)

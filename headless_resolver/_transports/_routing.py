@@ -1,0 +1,266 @@
+"""What the async and sync transports share: which hosts to route, the pod request, the pools.
+
+Kept free of I/O so both transports (and their locking rules) build on the same decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+import httpx
+
+from headless_resolver._endpoints import Endpoint, EndpointSet
+
+HostMatch = Collection[str] | Callable[[str], bool]
+"""Extra hosts to route: a collection of host names, or a predicate on the host."""
+
+SocketOption = (
+    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+)
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+"""httpx's own defaults; with one pool per pod they apply to each pod."""
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_ROUTE_CACHE_SIZE = 1024
+
+
+class ClusterNames(Protocol):
+    def is_cluster_name(self, host: str) -> bool: ...
+
+
+@dataclass(slots=True, eq=False)
+class Route:
+    """How requests for one ``(scheme, host, port)`` reach pods; also remembers the last set."""
+
+    host: str
+    """The host as written in the URL: what is resolved, sent as TLS server name and in Host."""
+    port_name: str | None
+    """SRV port name to resolve (``_<port_name>._tcp``), or None for A/AAAA."""
+    default_port: int
+    """Port used for endpoints without one (A/AAAA answers): the URL's port or the scheme's."""
+    version: int = -1
+    members: frozenset[tuple[str, int]] = frozenset()
+
+    def pool_key(self, endpoint: Endpoint) -> PoolKey:
+        port = endpoint.port if endpoint.port is not None else self.default_port
+        return (endpoint.ip, port, self.host)
+
+
+PoolKey = tuple[str, int, str]
+"""(pod IP, port, TLS server name)."""
+
+
+def host_matcher(
+    names: ClusterNames, match: HostMatch | None, ports: Mapping[str, str]
+) -> Callable[[str], bool]:
+    """Hosts to route: the cluster domain, plus hosts the user names or whose port is a rule."""
+    if match is None:
+        extra: frozenset[str] = frozenset()
+        predicate: Callable[[str], bool] | None = None
+    elif callable(match):
+        extra, predicate = frozenset(), match
+    elif isinstance(match, str):
+        raise TypeError("match: give a collection of host names or a callable, not a str")
+    else:
+        extra, predicate = frozenset(h.lower() for h in match), None
+    extra |= frozenset(h.lower() for h in ports)
+
+    def matches(host: str) -> bool:
+        return (
+            host in extra
+            or names.is_cluster_name(host)
+            or (predicate is not None and predicate(host))
+        )
+
+    return matches
+
+
+def pod_request(request: httpx.Request, route: Route, endpoint: Endpoint) -> httpx.Request:
+    """A new request to the pod's address; Host and TLS server name stay the service's.
+
+    The caller's request is left untouched, so redirects and cookies keep following the
+    service name.
+    """
+    port = endpoint.port if endpoint.port is not None else route.default_port
+    return httpx.Request(
+        request.method,
+        request.url.copy_with(host=endpoint.ip, port=port),
+        headers=request.headers,
+        stream=request.stream,
+        extensions={**request.extensions, "sni_hostname": route.host},
+    )
+
+
+def never_sent(exc: Exception) -> bool:
+    """The request cannot have reached the pod: safe to try another pod whatever the method."""
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
+def replayable(request: httpx.Request) -> bool:
+    """Idempotent and with a body held in memory, so sending it again is both safe and possible."""
+    return request.method in IDEMPOTENT_METHODS and isinstance(request.stream, httpx.ByteStream)
+
+
+def retryable(request: httpx.Request, exc: BaseException) -> bool:
+    if not isinstance(exc, httpx.TransportError):
+        return False
+    if never_sent(exc):
+        return True
+    # Sent, or possibly sent: the pod may have acted on it. Timeouts are not retried: a slow
+    # pod answering late would double the caller's wait.
+    return isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError) and replayable(request)
+
+
+@dataclass(slots=True)
+class Attempts:
+    """The pods one request has tried, and the last error one of them gave."""
+
+    tried: list[Endpoint] = field(default_factory=list)
+    last_error: httpx.TransportError | None = None
+
+    def noted(self, exc: httpx.TransportError) -> httpx.TransportError:
+        exc.add_note("tried pods: " + ", ".join(e.netloc() for e in self.tried))
+        return exc
+
+
+def resolution_failed(request: httpx.Request, exc: Exception) -> httpx.ConnectError:
+    """Resolver errors as httpx's own, so ``except httpx.TransportError`` keeps working."""
+    error = httpx.ConnectError(f"{request.url.host}: {exc}", request=request)
+    error.__cause__ = exc
+    return error
+
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True, eq=False)
+class PodPool(Generic[T]):
+    """One pod's connection pool and the requests it is serving right now."""
+
+    key: PoolKey
+    transport: T
+    in_flight: int = 0
+    retired: bool = False
+    closed: bool = False
+
+
+class Router(Generic[T]):
+    """Routes by host, keeps one pool per (pod IP, port, TLS name), retires pools of gone pods.
+
+    A pool whose pod left the set is closed once its in-flight requests have finished. The
+    ``lock`` guards the bookkeeping; the async transport passes a no-op one (one thread).
+    """
+
+    def __init__(
+        self,
+        matches: Callable[[str], bool],
+        ports: Mapping[str, str],
+        srv_from_scheme: bool,
+        new_pool: Callable[[], T],
+        lock: AbstractContextManager[object],
+    ) -> None:
+        self._matches = matches
+        self._ports = {host.lower(): name for host, name in ports.items()}
+        self._srv_from_scheme = srv_from_scheme
+        self._new_pool = new_pool
+        self._lock = lock
+        self._routes: dict[tuple[str, str, int | None], Route | None] = {}
+        self._pools: dict[PoolKey, PodPool[T]] = {}
+
+    def route(self, url: httpx.URL) -> Route | None:
+        """The route for a URL, or None to pass it through; cached per (scheme, host, port)."""
+        key = (url.scheme, url.host, url.port)
+        try:
+            return self._routes[key]
+        except KeyError:
+            pass
+        route = self._new_route(*key)
+        with self._lock:
+            if len(self._routes) >= _ROUTE_CACHE_SIZE:  # many pass-through hosts
+                self._routes = {k: r for k, r in self._routes.items() if r is not None}
+            return self._routes.setdefault(key, route)
+
+    def _new_route(self, scheme: str, host: str, port: int | None) -> Route | None:
+        if not host or not self._matches(host):
+            return None
+        port_name = None
+        if port is None:
+            port_name = self._ports.get(host)
+            if port_name is None and self._srv_from_scheme:
+                port_name = scheme
+        default_port = port if port is not None else DEFAULT_PORTS.get(scheme, 80)
+        return Route(host, port_name, default_port)
+
+    def update(self, route: Route, endpoints: EndpointSet) -> list[PodPool[T]]:
+        """Record a new set for the route; returns pools to close now (gone and idle)."""
+        members = frozenset((key[0], key[1]) for key in map(route.pool_key, endpoints))
+        with self._lock:
+            if endpoints.version == route.version:
+                return []
+            gone = route.members - members
+            route.version, route.members = endpoints.version, members
+            for ip, port in members:
+                pool = self._pools.get((ip, port, route.host))
+                if pool is not None:
+                    pool.retired = False
+            if not gone:
+                return []
+            still_used = {
+                member
+                for other in self._routes.values()
+                if other is not None and other is not route and other.host == route.host
+                for member in other.members
+            }
+            to_close = []
+            for ip, port in gone - still_used:
+                pool = self._pools.get((ip, port, route.host))
+                if pool is None:
+                    continue
+                pool.retired = True
+                if pool.in_flight == 0:
+                    to_close.append(self._forget(pool))
+            return to_close
+
+    def checkout(self, route: Route, endpoint: Endpoint) -> PodPool[T]:
+        """The pod's pool, created on first use, with this request counted as in flight."""
+        key = route.pool_key(endpoint)
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._pools[key] = PodPool(key, self._new_pool())
+            pool.in_flight += 1
+            return pool
+
+    def checkin(self, pool: PodPool[T]) -> bool:
+        """The request has finished; True when the caller must now close the pool."""
+        with self._lock:
+            pool.in_flight -= 1
+            if pool.retired and pool.in_flight == 0 and not pool.closed:
+                self._forget(pool)
+                return True
+            return False
+
+    def _forget(self, pool: PodPool[T]) -> PodPool[T]:
+        pool.closed = True
+        if self._pools.get(pool.key) is pool:
+            del self._pools[pool.key]
+        return pool
+
+    def pool_keys(self) -> list[PoolKey]:
+        """Keys of the open pools (for inspection and tests)."""
+        with self._lock:
+            return list(self._pools)
+
+    def close_all(self) -> list[T]:
+        """Forget every pool and return their transports for the caller to close."""
+        with self._lock:
+            pools = list(self._pools.values())
+            self._pools.clear()
+            self._routes.clear()
+        for pool in pools:
+            pool.closed = True
+        return [pool.transport for pool in pools]

@@ -1,0 +1,289 @@
+"""SyncHeadlessTransport: the same routing for ``httpx.Client``, in threads without a loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+import threading
+import time
+from collections.abc import Collection, Coroutine, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from httpx._types import CertTypes, ProxyTypes
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+from headless_resolver._endpoints import EndpointSet
+from headless_resolver._errors import (
+    HeadlessResolverError,
+    InvalidServiceName,
+    NoEndpointsAvailable,
+)
+from headless_resolver._resolver import HeadlessResolver
+from headless_resolver._strategies import RoundRobin, Strategy
+from headless_resolver._transports._routing import (
+    DEFAULT_LIMITS,
+    Attempts,
+    HostMatch,
+    PodPool,
+    Route,
+    Router,
+    SocketOption,
+    host_matcher,
+    pod_request,
+    resolution_failed,
+    retryable,
+)
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """One background thread running the event loop that the async resolver lives on."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="headless-resolver", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stop(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+async def _new_resolver() -> HeadlessResolver:
+    """Made on the loop thread, so anything it binds to a loop binds to that one."""
+    return HeadlessResolver()
+
+
+class SyncHeadlessTransport(httpx.BaseTransport):
+    """``HeadlessTransport`` for ``httpx.Client``: Flask, Django, scripts, worker threads.
+
+    The caller's threads need no event loop: the resolver runs on one background thread, and
+    since only that thread can close it, the transport owns it (also one passed in).
+    A request whose endpoint set is cached (``resolver.peek()``) never leaves the caller's
+    thread; a miss waits for the resolver thread, at most ``resolve_timeout`` seconds. One
+    client may be shared by many threads (the strategies are thread-safe, the pool
+    bookkeeping is locked). ``close()`` closes the pools, the resolver if this transport
+    made it, and stops the thread. Everything else (matching, ports, retries, proxies,
+    httpx options) is as documented on ``HeadlessTransport``.
+    """
+
+    def __init__(
+        self,
+        resolver: HeadlessResolver | None = None,
+        strategy: Strategy | None = None,
+        *,
+        match: HostMatch | None = None,
+        ports: Mapping[str, str] | None = None,
+        srv_from_scheme: bool = False,
+        retries: int = 2,
+        failure_statuses: Collection[int] = (502, 503, 504),
+        resolve_timeout: float = 30.0,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        proxy: ProxyTypes | None = None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        connect_retries: int = 0,
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> None:
+        if retries < 0:
+            raise ValueError(f"retries: {retries!r} must be >= 0")
+        self._thread = _LoopThread()
+        self._resolver: HeadlessResolver = (
+            self._thread.run(_new_resolver()) if resolver is None else resolver
+        )
+        self._strategy: Strategy = RoundRobin() if strategy is None else strategy
+        self._retries = retries
+        self._failure_statuses = frozenset(failure_statuses)
+        self._resolve_timeout = resolve_timeout
+        ports = dict(ports or {})
+        ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+        socket_options = None if socket_options is None else list(socket_options)
+        pod_transport = functools.partial(
+            httpx.HTTPTransport,
+            verify=ssl_context,
+            http1=http1,
+            http2=http2,
+            limits=limits,
+            local_address=local_address,
+            retries=connect_retries,
+            socket_options=socket_options,
+        )
+        self._router: Router[httpx.HTTPTransport] = Router(
+            host_matcher(self._resolver, match, ports),
+            ports,
+            srv_from_scheme,
+            pod_transport,
+            threading.Lock(),
+        )
+        self._passthrough = pod_transport(proxy=proxy, uds=uds)
+        self._closed = False
+
+    @property
+    def resolver(self) -> HeadlessResolver:
+        return self._resolver
+
+    @property
+    def strategy(self) -> Strategy:
+        return self._strategy
+
+    def pools(self) -> list[tuple[str, int, str]]:
+        """``(pod IP, port, TLS name)`` of the open per-pod pools."""
+        return self._router.pool_keys()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        route = self._router.route(request.url)
+        if route is None:
+            return self._passthrough.handle_request(request)
+        endpoints = self._endpoints(request, route)
+        if endpoints.version != route.version:
+            for pool in self._router.update(route, endpoints):
+                pool.transport.close()
+        attempts = Attempts()
+        try:
+            return self._attempt(request, route, endpoints, attempts)
+        except httpx.TransportError as exc:
+            if self._retries == 0 or not retryable(request, exc):
+                attempts.noted(exc)
+                raise
+        return self._retry(request, route, endpoints, attempts)
+
+    def _endpoints(self, request: httpx.Request, route: Route) -> EndpointSet:
+        """The cached set without leaving this thread; on a miss, ask the resolver thread."""
+        resolver = self._resolver
+        try:
+            endpoints = resolver.peek(route.host, port=route.port_name)
+            if endpoints is None:
+                endpoints = self._thread.run(
+                    resolver.resolve(route.host, port=route.port_name), self._resolve_timeout
+                )
+        except InvalidServiceName:
+            raise
+        except HeadlessResolverError as exc:
+            raise resolution_failed(request, exc) from exc
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(
+                f"{route.host}: no DNS answer within {self._resolve_timeout} s", request=request
+            ) from exc
+        return endpoints
+
+    def _retry(
+        self, request: httpx.Request, route: Route, endpoints: EndpointSet, attempts: Attempts
+    ) -> httpx.Response:
+        retrying = Retrying(
+            stop=stop_after_attempt(self._retries),
+            retry=retry_if_exception(lambda exc: retryable(request, exc)),
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, request, route, endpoints, attempts)
+        except NoEndpointsAvailable:
+            # Every pod has been tried: the last pod's error says more than "none left".
+            assert attempts.last_error is not None
+            raise attempts.noted(attempts.last_error) from None
+        except httpx.TransportError as exc:
+            attempts.noted(exc)
+            raise
+
+    def _attempt(
+        self, request: httpx.Request, route: Route, endpoints: EndpointSet, attempts: Attempts
+    ) -> httpx.Response:
+        strategy = self._strategy
+        try:
+            endpoint = strategy.pick(endpoints, strategy.key_for(request), exclude=attempts.tried)
+        except NoEndpointsAvailable as exc:
+            if attempts.last_error is not None:
+                raise
+            raise resolution_failed(request, exc) from exc
+        attempts.tried.append(endpoint)
+        pool = self._router.checkout(route, endpoint)
+        started = time.perf_counter()
+        try:
+            response = pool.transport.handle_request(pod_request(request, route, endpoint))
+        except httpx.TransportError as exc:
+            strategy.observe(endpoint, time.perf_counter() - started, False)
+            attempts.last_error = exc
+            self._checkin(pool)
+            raise
+        except BaseException:
+            strategy.release(endpoint)
+            self._checkin(pool)
+            raise
+        status = response.status_code
+        ok = status not in self._failure_statuses
+        strategy.observe(endpoint, time.perf_counter() - started, ok, status=status)
+        response.stream = _PodResponseStream(response.stream, self, pool)
+        response.request = request
+        return response
+
+    def _checkin(self, pool: PodPool[httpx.HTTPTransport]) -> None:
+        if self._router.checkin(pool):
+            pool.transport.close()
+
+    def close(self) -> None:
+        """Close every pod pool, the pass-through transport, the resolver, and the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        for transport in self._router.close_all():
+            transport.close()
+        self._passthrough.close()
+        try:
+            self._thread.run(self._resolver.aclose(), self._resolve_timeout)
+        finally:
+            self._thread.stop()
+
+    def __enter__(self) -> SyncHeadlessTransport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        self.close()
+
+
+class _PodResponseStream(httpx.SyncByteStream):
+    """The pod's response body; closing it ends the request's use of the pod pool."""
+
+    __slots__ = ("_pool", "_stream", "_transport")
+
+    def __init__(
+        self,
+        stream: httpx.SyncByteStream | httpx.AsyncByteStream,
+        transport: SyncHeadlessTransport,
+        pool: PodPool[httpx.HTTPTransport],
+    ) -> None:
+        assert isinstance(stream, httpx.SyncByteStream)
+        self._stream = stream
+        self._transport = transport
+        self._pool: PodPool[httpx.HTTPTransport] | None = pool
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                self._transport._checkin(pool)

@@ -1,0 +1,456 @@
+"""HeadlessTransport against loopback pods named by a real cluster DNS server."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+import trustme
+
+from headless_resolver import (
+    HeadlessResolver,
+    HeadlessTransport,
+    LeastLatency,
+    NoEndpointsAvailable,
+    RoundRobin,
+    ServiceNotFound,
+    Sticky,
+)
+from headless_resolver.testing import LocalCluster
+
+WEB = "web.default.svc.cluster.local"
+URL = f"http://{WEB}:8080/"
+
+
+class FakeClock:
+    """The resolver's clock: TTLs pass when a test says so, not while it waits."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """Wait for a server-side effect of a client action (a close is seen a moment later)."""
+    async with asyncio.timeout(5.0):
+        while not condition():  # noqa: ASYNC110 - pod counters have no event to await
+            await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[LocalCluster]:
+    async with LocalCluster(ttl=5) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def resolver(cluster: LocalCluster, clock: FakeClock) -> AsyncIterator[HeadlessResolver]:
+    async with HeadlessResolver([cluster.nameserver], clock=clock) as resolver:
+        yield resolver
+
+
+def client(transport: HeadlessTransport, **kwargs: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=transport, trust_env=False, timeout=5.0, **kwargs)  # type: ignore[arg-type]
+
+
+def served(pods: list) -> list[int]:  # type: ignore[type-arg]
+    return [pod.requests for pod in pods]
+
+
+# --- distribution per strategy ---------------------------------------------------------------
+
+
+async def test_round_robin_spreads_300_requests_100_per_pod(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    async with client(HeadlessTransport(resolver, RoundRobin())) as http:
+        for _ in range(300):
+            assert (await http.get(URL)).status_code == 200
+    assert all(99 <= n <= 101 for n in served(pods)), served(pods)
+
+
+async def test_round_robin_spreads_concurrent_requests(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    async with client(HeadlessTransport(resolver, RoundRobin())) as http:
+        for _ in range(6):
+            await asyncio.gather(*(http.get(URL) for _ in range(50)))
+    assert all(99 <= n <= 101 for n in served(pods)), served(pods)
+
+
+async def test_least_latency_avoids_the_slow_pod(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    pods[0].latency = 0.05
+    async with client(HeadlessTransport(resolver, LeastLatency())) as http:
+        for _ in range(10):
+            await asyncio.gather(*(http.get(URL) for _ in range(6)))
+    assert pods[0].requests < 10 < min(pods[1].requests, pods[2].requests), served(pods)
+
+
+async def test_sticky_sends_each_key_to_one_pod_and_spreads_keys(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    await cluster.add_service("web", pods=3)
+    async with client(HeadlessTransport(resolver, Sticky(key="x-user"))) as http:
+        seen: dict[str, set[str]] = collections.defaultdict(set)
+        for round_ in range(3):
+            for user in range(30):
+                response = await http.get(URL, headers={"x-user": f"user-{user}"})
+                seen[f"user-{user}"].add(response.json()["pod"])
+            assert round_ >= 0
+    assert all(len(pods) == 1 for pods in seen.values())
+    assert len(set.union(*seen.values())) == 3
+
+
+# --- names: URL, Host, TLS server name -------------------------------------------------------
+
+
+async def test_pods_see_the_service_name_as_host_and_url_keeps_it(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=2)
+    async with client(HeadlessTransport(resolver)) as http:
+        request = http.build_request("GET", URL + "path?q=1")
+        response = await http.send(request)
+    body = response.json()
+    assert body["ip"] in {pod.ip for pod in pods}
+    assert body["host"] == f"{WEB}:8080"
+    assert body["path"] == "/path?q=1"
+    assert response.url == URL + "path?q=1"
+    assert response.request is request
+    assert request.url.host == WEB  # the caller's request is never rewritten
+
+
+async def test_tls_is_verified_against_the_service_name(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3, tls=True)
+    verify = ssl.create_default_context(cafile=str(cluster.ca_cert))
+    async with client(HeadlessTransport(resolver, verify=verify)) as http:
+        bodies = [(await http.get(f"https://{WEB}:8080/")).json() for _ in range(3)]
+    assert {b["ip"] for b in bodies} == {pod.ip for pod in pods}
+    assert all(b["sni"] == WEB and b["host"] == f"{WEB}:8080" for b in bodies)
+
+
+async def test_tls_fails_for_a_certificate_from_another_authority(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=1, tls=True)
+    other_ca = ssl.create_default_context()
+    trustme.CA().configure_trust(other_ca)
+    async with client(HeadlessTransport(resolver, verify=other_ca, retries=0)) as http:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await http.get(f"https://{WEB}:8080/")
+    assert pods[0].requests == 0
+
+
+async def test_redirects_and_cookies_follow_the_service_name(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    seen_cookies: list[str | None] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            lines = head.decode().split("\r\n")
+            headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+            if lines[0].startswith("GET /old "):
+                writer.write(
+                    b"HTTP/1.1 302 Found\r\nlocation: /new\r\n"
+                    b"set-cookie: session=abc; Path=/\r\ncontent-length: 0\r\n\r\n"
+                )
+            else:
+                seen_cookies.append(headers.get("cookie"))
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cluster.dns.add_service(
+        "moved", endpoints=[("127.0.0.1", "moved-0")], ports=[("http", "tcp", port)]
+    )
+    base = f"http://moved.default.svc.cluster.local:{port}"
+    try:
+        async with client(HeadlessTransport(resolver), follow_redirects=True) as http:
+            response = await http.get(base + "/old")
+            assert http.cookies.jar._cookies.keys() == {"moved.default.svc.cluster.local"}  # type: ignore[attr-defined]
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert response.status_code == 200
+    assert response.url == base + "/new"
+    assert [r.url for r in response.history] == [base + "/old"]
+    assert seen_cookies == ["session=abc"]
+
+
+async def test_port_from_a_named_port_rule_via_srv(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3, port=0, port_name="api")
+    async with client(HeadlessTransport(resolver, ports={WEB: "api"})) as http:
+        bodies = [(await http.get(f"http://{WEB}/")).json() for _ in range(6)]
+    assert sorted(b["ip"] for b in bodies) == sorted(pod.ip for pod in pods) * 2
+    assert {b["host"] for b in bodies} == {WEB}
+
+
+async def test_port_from_the_scheme_named_port(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=2, port=0, port_name="http")
+    async with client(HeadlessTransport(resolver, srv_from_scheme=True)) as http:
+        bodies = [(await http.get(f"http://{WEB}/")).json() for _ in range(4)]
+    assert sorted(b["ip"] for b in bodies) == sorted(pod.ip for pod in pods) * 2
+
+
+async def test_per_pod_name_goes_to_that_pod_only(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    async with client(HeadlessTransport(resolver)) as http:
+        for _ in range(5):
+            response = await http.get(f"http://web-1.{WEB}:8080/")
+            assert response.json()["host"] == f"web-1.{WEB}:8080"
+        pods[1].refuse = True
+        with pytest.raises(httpx.ConnectError) as failure:
+            await http.get(f"http://web-1.{WEB}:8080/")
+    assert served(pods) == [0, 5, 0]
+    assert any(pods[1].ip in note for note in failure.value.__notes__)
+
+
+async def test_hosts_outside_the_cluster_pass_straight_through(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=1)
+    transport = HeadlessTransport(resolver)
+    async with client(transport) as http:
+        response = await http.get(f"http://{pods[0].ip}:{pods[0].port}/")
+    assert response.json()["host"] == f"{pods[0].ip}:{pods[0].port}"
+    assert transport.pools() == []
+    assert resolver.stats.queries == 0
+
+
+async def test_match_routes_extra_host_names(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    async with client(HeadlessTransport(resolver, match={"web"})) as http:
+        bodies = [(await http.get("http://web:8080/")).json() for _ in range(3)]
+    assert sorted(b["ip"] for b in bodies) == sorted(pod.ip for pod in pods)
+    assert {b["host"] for b in bodies} == {"web:8080"}
+
+
+# --- pools ----------------------------------------------------------------------------------
+
+
+async def test_one_pool_per_pod_and_gone_pods_pools_are_closed(
+    cluster: LocalCluster, resolver: HeadlessResolver, clock: FakeClock
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    transport = HeadlessTransport(resolver)
+    async with client(transport) as http:
+        for _ in range(6):
+            await http.get(URL)
+        assert sorted(transport.pools()) == sorted((p.ip, 8080, WEB) for p in pods)
+        assert [p.open_connections for p in pods] == [1, 1, 1]
+
+        scaling = asyncio.create_task(cluster.scale("web", 1, grace=30))
+        await eventually(lambda: len(cluster.pods("web")) == 1)
+        clock.now += 6  # the old answer's TTL has passed
+        for _ in range(2):
+            assert (await http.get(URL)).json()["ip"] == pods[0].ip
+        assert transport.pools() == [(pods[0].ip, 8080, WEB)]
+        await eventually(lambda: pods[1].open_connections == pods[2].open_connections == 0)
+        assert not scaling.done()  # the gone pods still run: we closed, not they
+        assert pods[0].open_connections == 1
+    assert transport.pools() == []
+    await eventually(lambda: pods[0].open_connections == 0)
+    scaling.cancel()
+    await asyncio.gather(scaling, return_exceptions=True)
+    await asyncio.gather(*(pod.stop() for pod in pods[1:]))
+
+
+async def test_a_gone_pod_pool_closes_after_its_in_flight_request(
+    cluster: LocalCluster, resolver: HeadlessResolver, clock: FakeClock
+) -> None:
+    pods = await cluster.add_service("web", pods=2)
+    transport = HeadlessTransport(resolver, RoundRobin())
+    async with client(transport) as http:
+        await asyncio.gather(http.get(URL), http.get(URL))
+        slow = next(p for p in pods if p.hostname == "web-1")
+        slow.latency = 0.3
+        async with http.stream("GET", URL) as first, http.stream("GET", URL) as second:
+            streaming = first if first.headers["x-pod"] == "web-1" else second
+            scaling = asyncio.create_task(cluster.scale("web", 1, grace=30))
+            await eventually(lambda: len(cluster.pods("web")) == 1)
+            clock.now += 6
+            await http.get(URL)
+            assert (slow.ip, 8080, WEB) in transport.pools()  # still reading its body
+            await streaming.aread()
+        assert (slow.ip, 8080, WEB) not in transport.pools()
+        await eventually(lambda: slow.open_connections == 0)
+    scaling.cancel()
+    await asyncio.gather(scaling, return_exceptions=True)
+    await slow.stop()
+
+
+# --- failures and retries -------------------------------------------------------------------
+
+
+async def test_a_refusing_pod_costs_no_failed_get(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    pods[0].refuse = True
+    async with client(HeadlessTransport(resolver, RoundRobin())) as http:
+        responses = [await http.get(URL) for _ in range(30)]
+    assert all(r.status_code == 200 for r in responses)
+    assert pods[0].requests == 0
+    assert pods[1].requests + pods[2].requests == 30
+
+
+async def test_a_refused_post_is_sent_to_another_pod(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=2)
+    for pod in pods:
+        pod.refuse = pod.hostname == "web-0"
+    async with client(HeadlessTransport(resolver, RoundRobin())) as http:
+        for _ in range(4):
+            assert (await http.post(URL, content=b"order")).json()["method"] == "POST"
+    assert served(pods) == [0, 4]
+
+
+async def _fail_after_sending(pods: list, send: Callable[[], object]) -> object:  # type: ignore[type-arg]
+    """Send while every pod stalls; reset the first pod to receive it once it has it."""
+    for pod in pods:
+        pod.latency = 5.0
+    task = asyncio.ensure_future(send())  # type: ignore[arg-type]
+    await eventually(lambda: sum(served(pods)) == 1)
+    first = next(pod for pod in pods if pod.requests == 1)
+    for pod in pods:
+        pod.latency = 0.0
+    first.reset_connections()
+    return first, await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_sent_post_is_never_resent(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    async with client(HeadlessTransport(resolver, RoundRobin())) as http:
+        first, [outcome] = await _fail_after_sending(pods, lambda: http.post(URL, content=b"x"))  # type: ignore[misc]
+    assert isinstance(outcome, httpx.RemoteProtocolError | httpx.ReadError)
+    assert sum(served(pods)) == 1
+    assert [first.ip in note for note in outcome.__notes__] == [True]
+
+
+async def test_a_sent_get_is_retried_on_another_pod(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    async with client(HeadlessTransport(resolver, RoundRobin())) as http:
+        first, [outcome] = await _fail_after_sending(pods, lambda: http.get(URL))  # type: ignore[misc]
+    assert isinstance(outcome, httpx.Response)
+    assert outcome.json()["ip"] != first.ip
+    assert sum(served(pods)) == 2
+
+
+async def test_a_streamed_post_body_is_not_replayed(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"part"
+
+    async with client(HeadlessTransport(resolver, RoundRobin())) as http:
+        _first, [outcome] = await _fail_after_sending(  # type: ignore[misc]
+            pods, lambda: http.put(URL, content=body())
+        )
+    assert isinstance(outcome, httpx.TransportError)
+    assert sum(served(pods)) == 1
+
+
+async def test_retries_are_bounded_and_never_hit_a_pod_twice(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=4)
+    for pod in pods:
+        pod.refuse = True
+    async with client(HeadlessTransport(resolver, RoundRobin(), retries=2)) as http:
+        with pytest.raises(httpx.ConnectError) as bounded:
+            await http.get(URL)
+    async with client(HeadlessTransport(resolver, RoundRobin(), retries=10)) as http:
+        with pytest.raises(httpx.ConnectError) as exhausted:
+            await http.get(URL)
+    [note] = bounded.value.__notes__
+    assert note.startswith("tried pods: ")
+    assert note.count("127.") == 3
+    [note] = exhausted.value.__notes__
+    assert sorted(note.removeprefix("tried pods: ").split(", ")) == sorted(
+        f"{p.ip}:8080" for p in pods
+    )
+
+
+async def test_failure_statuses_reach_the_strategy_health(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    pods[0].status = 503
+    strategy = RoundRobin()
+    async with client(HeadlessTransport(resolver, strategy)) as http:
+        statuses = [(await http.get(URL)).status_code for _ in range(60)]
+    assert statuses.count(503) < 20  # ejected after its failures, not one in three
+    assert pods[1].requests + pods[2].requests >= 40
+
+
+async def test_unknown_service_is_an_httpx_connect_error(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    async with client(HeadlessTransport(resolver)) as http:
+        with pytest.raises(httpx.ConnectError) as failure:
+            await http.get("http://nothing.default.svc.cluster.local/")
+    assert isinstance(failure.value.__cause__, ServiceNotFound)
+    assert isinstance(failure.value, httpx.TransportError)
+
+
+async def test_no_endpoints_available_is_an_httpx_connect_error(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    await cluster.add_service("web", pods=1)
+
+    class NoneAvailable(RoundRobin):
+        def pick(self, endpoints, key=None, *, exclude=()):  # type: ignore[no-untyped-def]
+            raise NoEndpointsAvailable("all ejected", name=endpoints.name)
+
+    async with client(HeadlessTransport(resolver, NoneAvailable())) as http:
+        with pytest.raises(httpx.ConnectError) as failure:
+            await http.get(URL)
+    assert isinstance(failure.value.__cause__, NoEndpointsAvailable)
+
+
+async def test_an_invalid_service_name_stays_a_value_error(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    async with client(HeadlessTransport(resolver)) as http:
+        with pytest.raises(ValueError, match="must start with a letter"):
+            await http.get("http://1web.default.svc.cluster.local/")
+
+
+def test_negative_retries_are_rejected() -> None:
+    with pytest.raises(ValueError, match="retries"):
+        HeadlessTransport(HeadlessResolver(["127.0.0.1:1"]), retries=-1)
