@@ -428,6 +428,22 @@ async def test_garbage_with_the_right_id_is_malformed(
     assert failure.value.rcode == "MALFORMED"
 
 
+async def test_a_compression_pointer_loop_is_malformed(
+    scripted: Callable[[Script], Awaitable[ScriptedDns]], open_backend: OpenBackend
+) -> None:
+    async def looping(request: dns.message.Message, over_tcp: bool) -> bytes:
+        wire = reply_to(request, f"{WEB} 5 IN A 10.0.0.1").to_wire()
+        owner = wire.index(b"\xc0\x0c")  # the answer's owner: a pointer to the question
+        return wire[:owner] + bytes([0xC0 | owner >> 8, owner & 0xFF]) + wire[owner + 2 :]
+
+    server = await scripted(looping)
+
+    with pytest.raises(ResolutionError) as failure:
+        await open_backend("127.0.0.1", server.port, timeout=0.5).query(WEB, "A")
+
+    assert failure.value.rcode == "MALFORMED"
+
+
 async def test_an_answer_to_another_question_is_never_used(
     scripted: Callable[[Script], Awaitable[ScriptedDns]], open_backend: OpenBackend, kind: str
 ) -> None:
