@@ -8,13 +8,16 @@ from headless_resolver._errors import (
     ResolutionError,
     ServiceNotFound,
 )
+from headless_resolver._resolver import HeadlessResolver, ResolverStats
 
 __all__ = [
     "Endpoint",
     "EndpointSet",
+    "HeadlessResolver",
     "HeadlessResolverError",
     "InvalidServiceName",
     "NoEndpointsAvailable",
     "ResolutionError",
+    "ResolverStats",
     "ServiceNotFound",
 ]

@@ -1,0 +1,639 @@
+"""HeadlessResolver: cached, single-flight, refreshed-ahead service discovery over cluster DNS.
+
+Name ambiguity: a two-label name ``a.b`` is either pod ``a`` of service ``b`` in our namespace
+or service ``a`` in namespace ``b``. It is resolved as the Kubernetes search list would
+(``a.b.<ns>.svc.<zone>`` first, then ``a.b.svc.<zone>``); the reading that answers is
+remembered and from then on only that absolute name is queried and refreshed, so a steady
+state costs one query per record type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, NamedTuple, Self, TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from headless_resolver._cache import NEVER, CachePolicy, Entry, EntryStore
+from headless_resolver._dns import BackendKind, DnsAnswer, DnsBackend, RecordType, make_backend
+from headless_resolver._endpoints import Endpoint, EndpointSet
+from headless_resolver._errors import (
+    HeadlessResolverError,
+    ResolutionError,
+    ServiceNotFound,
+)
+from headless_resolver._names import (
+    ClusterNaming,
+    NameLookup,
+    PortRef,
+    ResolvConf,
+    ServiceName,
+    parse_nameserver,
+)
+
+logger = logging.getLogger("headless_resolver")
+T = TypeVar("T")
+
+MAX_ALIASES = 8
+"""Spellings of one name remembered for the hot path (``web``, ``web.ns``, the FQDN...)."""
+TARGET_LOOKUPS = 32
+"""SRV targets without glue resolved at once."""
+MAX_FAILURE_BACKOFF = 30.0
+"""RFC 8767's suggested failure recheck interval: the longest wait between failed refreshes."""
+
+
+@dataclass(slots=True)
+class ResolverStats:
+    """Counters since the resolver was created."""
+
+    queries: int = 0
+    """DNS queries sent (every attempt of every record type)."""
+    cache_hits: int = 0
+    negative_hits: int = 0
+    """Lookups answered ServiceNotFound from a cached negative answer."""
+    stale_served: int = 0
+    refreshes: int = 0
+    """Background refreshes started (refresh-ahead, watchers, failure retries)."""
+    errors: int = 0
+    """Lookups or refreshes that failed after every attempt."""
+
+
+class _Found(NamedTuple):
+    endpoints: list[Endpoint]
+    ttl: float | None
+
+
+class _Missing(NamedTuple):
+    message: str
+    negative_ttl: float | None
+
+
+class _Name(Entry):
+    """A cache entry plus what keeps it current: its query in flight, refresher and watchers."""
+
+    __slots__ = (
+        "aliases",
+        "changed",
+        "flight",
+        "flight_waiters",
+        "key",
+        "port",
+        "proto",
+        "refresher",
+        "service",
+        "wakeup",
+        "watchers",
+    )
+
+    def __init__(
+        self, key: Hashable, service: ServiceName, port: PortRef, proto: str, now: float
+    ) -> None:
+        qname = service.srv_fqdn(port, proto) if isinstance(port, str) else service.fqdn
+        super().__init__(qname, now)
+        self.key = key
+        self.service = service
+        self.port = port
+        self.proto = proto
+        self.aliases: list[Hashable] = []
+        self.flight: asyncio.Task[EndpointSet] | None = None
+        self.flight_waiters = 0
+        self.refresher: asyncio.Task[None] | None = None
+        self.wakeup = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.watchers = 0
+
+    def notify_watchers(self) -> None:
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+
+class HeadlessResolver:
+    """Resolves Kubernetes service names to their pods' addresses, from a cache kept fresh.
+
+    ``resolve()`` on a cached name is a dict lookup and a clock read. Names in use are
+    refreshed in the background at about ``refresh_ahead`` of their TTL; when DNS fails the
+    last good set is served with ``stale=True`` for up to ``stale_ttl`` (RFC 8767); after a
+    non-empty set, NXDOMAIN or an empty answer must persist ``negative_grace`` seconds before
+    the set empties, because CoreDNS answers NXDOMAIN briefly when no pod is ready.
+    """
+
+    def __init__(
+        self,
+        nameservers: Iterable[str] | None = None,
+        *,
+        backend: BackendKind | DnsBackend = "dnspython",
+        namespace: str | None = None,
+        cluster_domain: str | None = None,
+        min_ttl: float = 1.0,
+        max_ttl: float = 300.0,
+        negative_ttl_cap: float = 30.0,
+        stale_ttl: float = 300.0,
+        timeout: float = 2.0,
+        attempts: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+        negative_grace: float = 10.0,
+        refresh_ahead: float | None = 0.8,
+        idle_after: float = 60.0,
+        max_entries: int = 1024,
+        failure_backoff: float = 1.0,
+        rng: random.Random | None = None,
+        resolv_conf: str | os.PathLike[str] = "/etc/resolv.conf",
+    ) -> None:
+        if not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"attempts must be an int >= 1, not {attempts!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        if not isinstance(max_entries, int) or max_entries < 1:
+            raise ValueError(f"max_entries must be an int >= 1, not {max_entries!r}")
+        if not idle_after > 0 or not failure_backoff > 0:
+            raise ValueError("idle_after and failure_backoff must be positive")
+        self._policy = CachePolicy(
+            min_ttl=min_ttl,
+            max_ttl=max_ttl,
+            negative_ttl_cap=negative_ttl_cap,
+            stale_ttl=stale_ttl,
+            negative_grace=negative_grace,
+            refresh_ahead=refresh_ahead,
+        )
+        conf = ResolvConf.read(resolv_conf) if not (namespace and cluster_domain) else None
+        self._naming = ClusterNaming.from_environment(namespace, cluster_domain, resolv_conf=conf)
+        self._backend = self._make_backend(backend, nameservers, timeout, resolv_conf)
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._idle_after = idle_after
+        self._failure_backoff = failure_backoff
+        self._timeout = timeout
+        self._query_with_retries = AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential_jitter(initial=0.02, max=timeout / 4, jitter=0.02),
+            retry=retry_if_exception_type(ResolutionError),
+            reraise=True,
+        ).wraps(self._query)
+        self._store: EntryStore[_Name] = EntryStore(max_entries, self._evicted)
+        self._memo: dict[Hashable, _Name] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self.stats = ResolverStats()
+
+    @staticmethod
+    def _make_backend(
+        backend: BackendKind | DnsBackend,
+        nameservers: Iterable[str] | None,
+        timeout: float,
+        resolv_conf: str | os.PathLike[str],
+    ) -> DnsBackend:
+        if not isinstance(backend, str):
+            return backend
+        if isinstance(nameservers, str):
+            nameservers = [nameservers]
+        listed = list(
+            ResolvConf.read(resolv_conf).nameservers if nameservers is None else nameservers
+        )
+        if not listed:
+            raise ValueError(f"no nameservers given and none in {os.fspath(resolv_conf)}")
+        return make_backend(backend, [parse_nameserver(n) for n in listed], timeout=timeout)
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def namespace(self) -> str:
+        return self._naming.namespace
+
+    @property
+    def cluster_domain(self) -> str:
+        return self._naming.cluster_domain
+
+    def is_cluster_name(self, host: str) -> bool:
+        """True for names under the cluster domain: those this resolver should answer."""
+        return self._naming.is_cluster_name(host)
+
+    def parse(self, name: str, *, port: PortRef = None, proto: str = "tcp") -> NameLookup:
+        """Validate ``name`` and list the absolute names it may stand for; no I/O."""
+        return self._naming.parse(name, port, proto)
+
+    async def resolve(self, name: str, *, port: PortRef = None, proto: str = "tcp") -> EndpointSet:
+        """The endpoints of ``name``: addresses (``port=None``), SRV (``port="http"``), or
+        addresses with a fixed port (``port=8080``).
+
+        Raises InvalidServiceName before any I/O, ServiceNotFound on NXDOMAIN or a missing
+        port, ResolutionError when DNS fails and nothing stale can be served.
+        """
+        try:
+            entry = self._memo.get(name if port is None and proto == "tcp" else (name, port, proto))
+        except TypeError:  # unhashable: let the parser say what is wrong
+            entry = None
+        if entry is not None:
+            now = self._clock()
+            if now < entry.hot_until:
+                entry.last_used = now
+                self.stats.cache_hits += 1
+                return entry.endpoints
+        return await self._resolve_slow(name, port, proto)
+
+    def peek(self, name: str, *, port: PortRef = None, proto: str = "tcp") -> EndpointSet | None:
+        """The cached set (fresh or servable stale) or None; never does I/O, safe from any
+        thread. Counts as a use, so the name keeps being refreshed."""
+        entry = self._memo_get(name, port, proto)
+        if entry is None:
+            lookup = self._naming.parse(name, port, proto)
+            for service in lookup.candidates:
+                entry = self._memo.get(_canonical(service, lookup.port, lookup.proto))
+                if entry is not None and entry.endpoints:
+                    break
+            else:
+                return None
+        now = self._clock()
+        entry.last_used = now
+        try:
+            served = entry.read(now)
+        except ServiceNotFound:
+            return None
+        if served is not None and now >= entry.refresh_at and self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._kick, entry)
+        return served
+
+    async def watch(
+        self, name: str, *, port: PortRef = None, proto: str = "tcp"
+    ) -> AsyncIterator[EndpointSet]:
+        """Yield the current set, then each set whose content changed (order ignored).
+
+        A service that does not exist (yet) starts as an empty set. Every watcher of a name
+        shares the name's one refresh loop.
+        """
+        try:
+            current: EndpointSet | None = await self.resolve(name, port=port, proto=proto)
+        except ServiceNotFound:
+            current = None
+        entry = self._watched_entry(name, port, proto)
+        entry.watchers += 1
+        try:
+            self._kick(entry)
+            last = current if current is not None else entry.endpoints
+            yield last
+            while not self._closed:
+                if entry.endpoints.version == last.version:
+                    await entry.changed.wait()
+                    continue
+                last = entry.endpoints
+                yield last
+        finally:
+            entry.watchers -= 1
+
+    async def aclose(self) -> None:
+        """Stop every refresh, query and watcher; the resolver cannot resolve afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for entry in list(self._store.values()):
+            entry.notify_watchers()
+        await self._backend.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<HeadlessResolver {self._naming!r} entries={len(self._store)}>"
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    async def _resolve_slow(self, name: str, port: PortRef, proto: str) -> EndpointSet:
+        if self._closed:
+            raise RuntimeError("HeadlessResolver is closed")
+        self._loop = asyncio.get_running_loop()
+        entry = self._memo_get(name, port, proto)
+        if entry is not None:
+            return await self._serve(entry)
+        lookup = self._naming.parse(name, port, proto)
+        key = name if port is None and proto == "tcp" else (name, port, proto)
+        last = len(lookup.candidates) - 1
+        for i, service in enumerate(lookup.candidates):
+            entry = self._entry(service, lookup.port, lookup.proto)
+            if last == 0:
+                self._alias(key, entry)
+            try:
+                served = await self._serve(entry)
+            except ServiceNotFound:
+                if i == last:
+                    raise
+                continue
+            self._alias(key, entry)
+            return served
+        raise AssertionError("a lookup has at least one candidate")
+
+    def _memo_get(self, name: str, port: PortRef, proto: str) -> _Name | None:
+        try:
+            return self._memo.get(name if port is None and proto == "tcp" else (name, port, proto))
+        except TypeError:
+            return None
+
+    def _watched_entry(self, name: str, port: PortRef, proto: str) -> _Name:
+        entry = self._memo_get(name, port, proto)
+        if entry is None:
+            lookup = self._naming.parse(name, port, proto)
+            entry = self._entry(lookup.candidates[0], lookup.port, lookup.proto)
+        return entry
+
+    async def _serve(self, entry: _Name) -> EndpointSet:
+        now = self._clock()
+        entry.last_used = now
+        try:
+            served = entry.read(now)
+        except ServiceNotFound:
+            self.stats.negative_hits += 1
+            raise
+        if served is None:
+            served = await self._join_flight(entry)
+        elif served.stale:
+            self.stats.stale_served += 1
+        else:
+            self.stats.cache_hits += 1
+        if entry.refresher is None or now >= entry.refresh_at:
+            self._kick(entry)
+        return served
+
+    def _entry(self, service: ServiceName, port: PortRef, proto: str) -> _Name:
+        key = _canonical(service, port, proto)
+        entry = self._store.get(key)
+        if entry is None:
+            entry = _Name(key, service, port, proto, self._clock())
+            self._store[key] = entry
+            self._alias(key, entry)
+        return entry
+
+    def _alias(self, key: Hashable, entry: _Name) -> None:
+        if self._memo.get(key) is entry or len(entry.aliases) >= MAX_ALIASES:
+            return
+        self._memo[key] = entry
+        entry.aliases.append(key)
+
+    def _evicted(self, entry: _Name) -> None:
+        for key in entry.aliases:
+            if self._memo.get(key) is entry:
+                del self._memo[key]
+        entry.aliases.clear()
+        entry.hot_until = NEVER
+        if entry.refresher is not None:
+            entry.refresher.cancel()
+
+    # -- single flight ------------------------------------------------------------------------
+
+    async def _join_flight(self, entry: _Name) -> EndpointSet:
+        """Wait for the entry's query in flight, starting one if none; a cancelled waiter
+        leaves it running for the others, and the last one to leave cancels it."""
+        flight = entry.flight
+        if flight is None:
+            flight = entry.flight = self._spawn(self._refresh(entry), f"refresh {entry.name}")
+        entry.flight_waiters += 1
+        try:
+            return await asyncio.shield(flight)
+        finally:
+            entry.flight_waiters -= 1
+            if entry.flight_waiters == 0 and not flight.done():
+                flight.cancel()
+
+    async def _refresh(self, entry: _Name) -> EndpointSet:
+        try:
+            try:
+                outcome = await self._fetch(entry)
+            except ResolutionError as exc:
+                self.stats.errors += 1
+                now = self._clock()
+                first = entry.error is None
+                if not entry.record_failure(exc, now):
+                    raise
+                if first:
+                    logger.warning(
+                        "%s: %s; serving the last good set (%d endpoints) for up to %.0f s",
+                        entry.name,
+                        exc,
+                        len(entry.endpoints),
+                        entry.stale_until - now,
+                    )
+                served = entry.read(now)
+                if served is None:
+                    raise
+                return served
+            now = self._clock()
+            if isinstance(outcome, _Missing):
+                changed = entry.record_negative(
+                    outcome.message, outcome.negative_ttl, now, self._policy
+                )
+            else:
+                changed = entry.record_answer(
+                    outcome.endpoints, outcome.ttl, now, self._policy, self._rng
+                )
+            self._store.get(entry.key)  # a refresh keeps the name recent in the LRU order
+            if changed:
+                entry.notify_watchers()
+            if entry.negative_since is not None:
+                logger.warning(
+                    "%s: negative answer for %.1f s; keeping the last good set for %.0f s",
+                    entry.name,
+                    now - entry.negative_since,
+                    self._policy.negative_grace,
+                )
+            served = entry.read(now)
+            return served if served is not None else entry.endpoints
+        finally:
+            entry.flight = None
+
+    # -- background refresh -------------------------------------------------------------------
+
+    def _kick(self, entry: _Name) -> None:
+        """Refresh ``entry`` now if due: wake its refresher, or start one."""
+        if self._closed:
+            return
+        if entry.refresher is None:
+            entry.refresher = self._spawn(self._keep_fresh(entry), f"keep {entry.name} fresh")
+        else:
+            entry.wakeup.set()
+
+    def _idle(self, entry: _Name) -> bool:
+        return not entry.watchers and self._clock() - entry.last_used >= self._idle_after
+
+    async def _keep_fresh(self, entry: _Name) -> None:
+        """Refresh while the name is in use or watched; back off (tenacity) while DNS fails."""
+        try:
+            while True:
+                delay = entry.refresh_at - self._clock()
+                if delay > 0:
+                    entry.wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await entry.wakeup.wait()
+                    continue
+                if self._idle(entry):
+                    logger.debug("%s: unused, no longer refreshed", entry.name)
+                    return
+                with contextlib.suppress(HeadlessResolverError):
+                    async for attempt in self._refresh_retrying(entry):
+                        with attempt:
+                            self.stats.refreshes += 1
+                            await self._join_flight(entry)
+                            if entry.error is not None:  # failed, but stale is still served
+                                raise entry.error
+        finally:
+            entry.refresher = None
+
+    def _refresh_retrying(self, entry: _Name) -> AsyncRetrying:
+        def stop_when_unused(state: RetryCallState) -> bool:
+            return self._idle(entry)
+
+        return AsyncRetrying(
+            retry=retry_if_exception_type(ResolutionError),
+            wait=wait_exponential_jitter(
+                initial=self._failure_backoff, max=MAX_FAILURE_BACKOFF, jitter=self._failure_backoff
+            ),
+            stop=stop_when_unused,
+            reraise=True,
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- DNS ----------------------------------------------------------------------------------
+
+    async def _query(self, name: str, rdtype: RecordType) -> DnsAnswer:
+        """One attempt; the backend bounds it by ``timeout``, and so do we, in case it does not."""
+        self.stats.queries += 1
+        try:
+            async with asyncio.timeout(self._timeout * 1.25):
+                answer = await self._backend.query(name, rdtype)
+        except TimeoutError:
+            raise ResolutionError(
+                f"{name} {rdtype}: no answer within {self._timeout} s", name=name, rcode="TIMEOUT"
+            ) from None
+        except ResolutionError as exc:
+            logger.debug("query %s %s failed: %s", name, rdtype, exc)
+            raise
+        logger.debug(
+            "query %s %s -> %s, %d records, ttl %s",
+            name,
+            rdtype,
+            answer.rcode,
+            len(answer.addresses) + len(answer.srv),
+            answer.ttl if answer.ttl is not None else answer.negative_ttl,
+        )
+        if answer.truncated:
+            logger.warning(
+                "%s %s: answer truncated even over TCP; using the %d records that arrived",
+                name,
+                rdtype,
+                len(answer.addresses) + len(answer.srv),
+            )
+        return answer
+
+    async def _fetch(self, entry: _Name) -> _Found | _Missing:
+        if isinstance(entry.port, str):
+            return await self._fetch_srv(entry, entry.port)
+        a, aaaa = await self._addresses(entry.name)
+        if a.negative and aaaa.negative:
+            what = (
+                "no such name (NXDOMAIN)" if "NXDOMAIN" in (a.rcode, aaaa.rcode) else "no addresses"
+            )
+            return _Missing(f"{entry.name}: {what}", _smallest(a.negative_ttl, aaaa.negative_ttl))
+        port = entry.port if isinstance(entry.port, int) else None
+        hostname = entry.service.pod
+        endpoints = [Endpoint(ip, port, hostname) for ip in (*a.addresses, *aaaa.addresses)]
+        ttl = _smallest(*(answer.ttl for answer in (a, aaaa) if not answer.negative))
+        return _Found(endpoints, ttl)
+
+    async def _addresses(self, name: str) -> tuple[DnsAnswer, DnsAnswer]:
+        """A and AAAA at once; NODATA for one family is a normal answer."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                a = group.create_task(self._query_with_retries(name, "A"))
+                aaaa = group.create_task(self._query_with_retries(name, "AAAA"))
+        except* ResolutionError as failed:
+            raise failed.exceptions[0] from None
+        return a.result(), aaaa.result()
+
+    async def _fetch_srv(self, entry: _Name, port: str) -> _Found | _Missing:
+        answer = await self._query_with_retries(entry.name, "SRV")
+        service = entry.service
+        if answer.negative:
+            return _Missing(
+                f"{service.fqdn}: no SRV records for port {port!r} ({entry.proto})"
+                f" at {entry.name} ({answer.rcode})",
+                answer.negative_ttl,
+            )
+        targets = {srv.target for srv in answer.srv}
+        addresses = {t: answer.glue[t] for t in targets if answer.glue.get(t)}
+        missing = [t for t in targets if t not in addresses]
+        ttls: list[float | None] = [answer.ttl]
+        if missing:
+            limit = asyncio.Semaphore(TARGET_LOOKUPS)
+
+            async def lookup(target: str) -> None:
+                async with limit:
+                    a, aaaa = await self._addresses(target)
+                addresses[target] = (*a.addresses, *aaaa.addresses)
+                ttls.extend(x.ttl for x in (a, aaaa) if not x.negative)
+
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for target in missing:
+                        group.create_task(lookup(target))
+            except* ResolutionError as failed:
+                raise failed.exceptions[0] from None
+        own = service.fqdn
+        endpoints = [
+            Endpoint(
+                ip,
+                srv.port,
+                None if srv.target == own else srv.target.split(".", 1)[0],
+                srv.priority,
+                srv.weight,
+            )
+            for srv in answer.srv
+            for ip in addresses.get(srv.target, ())
+        ]
+        if not endpoints:
+            return _Missing(f"{entry.name}: no SRV target has an address", answer.ttl)
+        return _Found(endpoints, _smallest(*ttls))
+
+
+def _canonical(service: ServiceName, port: PortRef, proto: str) -> Hashable:
+    """The cache key, which is also what ``resolve()`` receives for the absolute spelling."""
+    if port is None:
+        return service.fqdn
+    return (service.fqdn, port, proto if isinstance(port, str) else "tcp")
+
+
+def _smallest(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+__all__ = ["HeadlessResolver", "ResolverStats"]
