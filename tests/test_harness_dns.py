@@ -109,6 +109,17 @@ def test_srv_targets_the_pod_names_with_address_glue(make_dns: ServerFactory) ->
     }
 
 
+def test_srv_at_the_bare_service_name_lists_every_pod_and_port(make_dns: ServerFactory) -> None:
+    ports = (("http", "tcp", 8080), ("metrics", "tcp", 9090))
+    server = make_dns([web(("10.0.0.1", "web-0"), ("10.0.0.2", "web-1"), ports=ports)])
+
+    answer = query(server.nameserver, SVC, "SRV")
+
+    assert records(answer, "SRV") == {
+        f"0 25 {number} {pod}.{SVC}" for pod in ("web-0", "web-1") for number in (8080, 9090)
+    }
+
+
 def test_srv_of_an_unknown_port_name_is_nxdomain(make_dns: ServerFactory) -> None:
     server = make_dns([web(("10.0.0.1", "web-0"))])
 
