@@ -3,6 +3,7 @@ foreground process on a free loopback port, changed at runtime and verified by S
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -94,6 +95,16 @@ _SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/u
 def executable_path(name: str) -> str | None:
     """Where ``name`` lives; sbin directories count even when they are not on ``PATH``."""
     return shutil.which(name, path=_SBIN_PATH)
+
+
+_running: set[AuthoritativeServer] = set()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """No server outlives the test run, even when a test errors before its teardown."""
+    for server in list(_running):
+        server.close()
 
 
 def _service_key(spec: ServiceSpec) -> tuple[str, str]:
@@ -194,6 +205,7 @@ class AuthoritativeServer:
     def stop(self) -> None:
         """Stop the process (an outage); ``start()`` brings it back on the same port."""
         process, self._process = self._process, None
+        _running.discard(self)
         if process is None:
             return
         if process.poll() is None:
@@ -280,6 +292,7 @@ class AuthoritativeServer:
             )
         finally:
             log.close()
+        _running.add(self)
         if self._await_serial(STARTUP_TIMEOUT):
             return True
         self.stop()
