@@ -19,6 +19,8 @@ _RR_FIXED = struct.Struct("!HHIH")
 _QUESTION_FIXED = struct.Struct("!HH")
 _SRV_FIXED = struct.Struct("!HHH")
 _U32 = struct.Struct("!I")
+_MAX_POINTERS = 127
+"""A 255-octet name has at most 127 labels: no honest name needs more pointers than that."""
 
 TYPE_CODES: dict[str, int] = {"A": 1, "AAAA": 28, "SRV": 33}
 _SOA = 6
@@ -168,11 +170,13 @@ def _address(wire: bytes, offset: int, length: int, rtype: int) -> str:
     return socket.inet_ntop(socket.AF_INET6, wire[offset : offset + 16])
 
 
-def _read_name(wire: bytes, offset: int, names: dict[int, str]) -> tuple[str, int]:
+def _read_name(wire: bytes, offset: int, names: dict[int, str], hops: int = 0) -> tuple[str, int]:
     """Decode the (possibly compressed) name at ``offset``: lower-case, absolute, with its end.
 
     Names reached by a compression pointer are cached by offset, so 2,000 owners that all
-    point at the question cost one dictionary lookup each.
+    point at the question cost one dictionary lookup each. Every pointer must point before the
+    name it ends, and a name may follow at most ``_MAX_POINTERS``, so hostile loops and chains
+    end in MalformedResponse instead of unbounded recursion.
     """
     first = wire[offset]
     if first >= 0xC0:
@@ -181,7 +185,9 @@ def _read_name(wire: bytes, offset: int, names: dict[int, str]) -> tuple[str, in
         if cached is None:
             if target >= offset:
                 raise MalformedResponse("compression pointer does not point backwards")
-            cached = _read_name(wire, target, names)[0]
+            if hops >= _MAX_POINTERS:
+                raise MalformedResponse("too many compression pointers in one name")
+            cached = _read_name(wire, target, names, hops + 1)[0]
             names[target] = cached
         return cached, offset + 2
     labels: list[str] = []
@@ -193,7 +199,9 @@ def _read_name(wire: bytes, offset: int, names: dict[int, str]) -> tuple[str, in
             offset += 1
             break
         if size >= 0xC0:
-            rest, offset = _read_name(wire, offset, names)
+            if (((size & 0x3F) << 8) | wire[offset + 1]) >= start:
+                raise MalformedResponse("compression pointer does not point before its name")
+            rest, offset = _read_name(wire, offset, names, hops)
             if rest != ".":
                 labels.append(rest)
                 length += len(rest)
