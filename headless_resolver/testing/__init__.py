@@ -1,5 +1,7 @@
 """In-process stand-ins for a Kubernetes cluster, for tests and examples."""
 
+from headless_resolver.testing._cluster import LocalCluster
 from headless_resolver.testing._clusterdns import ClusterDNS
+from headless_resolver.testing._pods import PodServer, make_tls
 
-__all__ = ["ClusterDNS"]
+__all__ = ["ClusterDNS", "LocalCluster", "PodServer", "make_tls"]

@@ -75,7 +75,7 @@ class LocalCluster:
         return self._authority().ca_cert
 
     async def __aenter__(self) -> LocalCluster:
-        await self.dns.__aenter__()
+        await self.dns.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -83,7 +83,7 @@ class LocalCluster:
             for key in list(self._services):
                 await self._stop_pods(self._services.pop(key).pods)
         finally:
-            await self.dns.__aexit__(None, None, None)
+            await self.dns.stop()
             if self._directory is not None:
                 self._directory.cleanup()
                 self._directory = None
