@@ -25,7 +25,7 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from headless_resolver._cache import NEVER, CachePolicy, Entry, EntryStore
@@ -179,7 +179,7 @@ class HeadlessResolver:
         self._timeout = timeout
         self._query_with_retries = AsyncRetrying(
             stop=stop_after_attempt(attempts),
-            wait=wait_exponential_jitter(initial=0.02, max=timeout / 4, jitter=0.02),
+            wait=wait_random_exponential(multiplier=0.02, max=timeout / 4),
             retry=retry_if_exception_type(ResolutionError),
             reraise=True,
         ).wraps(self._query)
@@ -371,10 +371,10 @@ class HeadlessResolver:
             raise
         if served is None:
             served = await self._join_flight(entry)
-        elif served.stale:
-            self.stats.stale_served += 1
-        else:
+        elif not served.stale:
             self.stats.cache_hits += 1
+        if served.stale:
+            self.stats.stale_served += 1
         if entry.refresher is None or now >= entry.refresh_at:
             self._kick(entry)
         return served
@@ -509,8 +509,10 @@ class HeadlessResolver:
 
         return AsyncRetrying(
             retry=retry_if_exception_type(ResolutionError),
-            wait=wait_exponential_jitter(
-                initial=self._failure_backoff, max=MAX_FAILURE_BACKOFF, jitter=self._failure_backoff
+            wait=wait_random_exponential(
+                multiplier=self._failure_backoff,
+                min=self._failure_backoff / 2,
+                max=MAX_FAILURE_BACKOFF,
             ),
             stop=stop_when_unused,
             reraise=True,

@@ -1,0 +1,510 @@
+"""HeadlessResolver against real DNS servers on loopback: Knot DNS, BIND 9 and ClusterDNS.
+
+Every test runs with both backends. Where time matters the resolver gets a fake clock, so
+"no query before expiry" is checked at exact instants instead of by sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from headless_resolver import (
+    Endpoint,
+    EndpointSet,
+    HeadlessResolver,
+    InvalidServiceName,
+    ResolutionError,
+    ServiceNotFound,
+)
+from headless_resolver.testing._model import ServiceSpec
+from tests.servers import AuthoritativeServer
+
+ServerFactory = Callable[..., AuthoritativeServer]
+WEB_PODS = (("10.0.0.1", "web-0"), ("10.0.0.2", "web-1"), ("10.0.0.3", "web-2"))
+
+
+def web(pods: tuple[tuple[str, str | None], ...] = WEB_PODS, name: str = "web") -> ServiceSpec:
+    return ServiceSpec(name, endpoints=pods, ports=(("http", "tcp", 8080), ("dns", "udp", 53)))
+
+
+def ips(endpoints: EndpointSet) -> set[str]:
+    return {e.ip for e in endpoints}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(params=["dnspython", "aiodns"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+OpenResolver = Callable[..., HeadlessResolver]
+
+
+@pytest.fixture
+async def open_resolver(backend: str) -> AsyncIterator[OpenResolver]:
+    """``open_resolver(server_or_nameserver, **options)``; closed when the test ends."""
+    opened: list[HeadlessResolver] = []
+
+    def open_(server: AuthoritativeServer | str, **options: Any) -> HeadlessResolver:
+        nameserver = server if isinstance(server, str) else server.nameserver
+        options.setdefault("namespace", "default")
+        options.setdefault("cluster_domain", "cluster.local")
+        options.setdefault("rng", random.Random(7))
+        resolver = HeadlessResolver([nameserver], backend=backend, **options)  # type: ignore[arg-type]
+        opened.append(resolver)
+        return resolver
+
+    yield open_
+    for resolver in opened:
+        await resolver.aclose()
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A UDP port that receives queries and never answers: a nameserver that is down."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Wait (at most 5 s) for background work that has no event of its own to await."""
+    async with asyncio.timeout(5.0):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+def resolver_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
+# -- what a name resolves to ------------------------------------------------------------------
+
+
+async def test_service_resolves_to_every_pod_address_v4_and_v6(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    pods = (*WEB_PODS, ("fd00::4", None))
+    resolver = open_resolver(make_knot_dns([web(pods)]))
+
+    found = await resolver.resolve("web")
+
+    assert ips(found) == {"10.0.0.1", "10.0.0.2", "10.0.0.3", "fd00::4"}
+    assert {e.port for e in found} == {None}
+    assert {e.hostname for e in found} == {None}
+    assert found.name == "web.default.svc.cluster.local."
+    assert (found.version, found.stale) == (1, False)
+    assert resolver.stats.queries == 2
+
+
+async def test_every_spelling_of_a_service_shares_one_entry(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    resolver = open_resolver(make_knot_dns([web()]))
+    first = await resolver.resolve("web.default.svc.cluster.local.")
+    for spelling in ("web", "web.default.svc", "WEB.default.svc.cluster.local", "web.default"):
+        assert await resolver.resolve(spelling) is first
+    # "web.default" first asked web.default.default.svc.cluster.local (a pod reading): NXDOMAIN.
+    assert resolver.stats.queries == 2 + 2
+
+
+async def test_srv_gives_ports_pod_hostnames_and_weights(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    resolver = open_resolver(make_knot_dns([web()]))
+
+    http = await resolver.resolve("web", port="http")
+    dns_port = await resolver.resolve("_dns._udp.web.default.svc.cluster.local.")
+
+    assert set(http) == {Endpoint(ip, 8080, host) for ip, host in WEB_PODS}
+    assert {(e.priority, e.weight) for e in http} == {(0, 33)}
+    assert {e.port for e in dns_port} == {53}
+    assert resolver.stats.queries == 2  # glue in the additional section: no target lookups
+
+
+async def test_per_pod_names_resolve_to_one_endpoint(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    resolver = open_resolver(make_knot_dns([web()]))
+    for spelling in ("web-1.web", "web-1.web.default", "web-1.web.default.svc.cluster.local."):
+        found = await resolver.resolve(spelling)
+        assert list(found) == [Endpoint("10.0.0.2", None, "web-1")]
+
+
+async def test_two_label_name_remembers_which_reading_answered(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    knot = make_knot_dns([ServiceSpec("api", "shop", endpoints=(("10.1.0.1", None),))])
+    clock = FakeClock()
+    resolver = open_resolver(knot, clock=clock, refresh_ahead=None)
+
+    assert ips(await resolver.resolve("api.shop")) == {"10.1.0.1"}
+    assert resolver.stats.queries == 4  # api.shop.default.svc... (NXDOMAIN), then api.shop.svc...
+    clock.advance(5)
+    await resolver.resolve("api.shop")
+    assert resolver.stats.queries == 6  # from now on only the reading that answered
+
+
+async def test_int_port_is_set_on_each_address(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    resolver = open_resolver(make_knot_dns([web()]))
+    found = await resolver.resolve("web", port=8443)
+    assert {e.netloc() for e in found} == {f"{ip}:8443" for ip, _ in WEB_PODS}
+
+
+async def test_missing_service_and_missing_port_raise_service_not_found(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    resolver = open_resolver(make_knot_dns([web()]))
+    with pytest.raises(ServiceNotFound, match="NXDOMAIN") as missing:
+        await resolver.resolve("nope")
+    assert missing.value.name == "nope.default.svc.cluster.local."
+    with pytest.raises(ServiceNotFound, match="port 'grpc'"):
+        await resolver.resolve("web", port="grpc")
+
+
+async def test_invalid_names_fail_before_any_query(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    resolver = open_resolver(make_knot_dns([web()]))
+    for bad in ("", "web_1", "a" * 64, "web.example.com."):
+        with pytest.raises(InvalidServiceName):
+            await resolver.resolve(bad)
+    with pytest.raises(InvalidServiceName):
+        await resolver.resolve(["web"])  # type: ignore[arg-type]
+    assert resolver.stats.queries == 0
+
+
+# -- TTLs on a fake clock ---------------------------------------------------------------------
+
+
+async def test_ttl_is_honoured_no_query_before_expiry(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    clock = FakeClock()
+    resolver = open_resolver(make_knot_dns([web()], ttl=5), clock=clock, refresh_ahead=None)
+    first = await resolver.resolve("web")
+    clock.advance(4.99)
+    assert await resolver.resolve("web") is first
+    assert resolver.stats.queries == 2
+    assert resolver.stats.cache_hits == 1
+    clock.advance(0.01)
+    again = await resolver.resolve("web")
+    assert resolver.stats.queries == 4
+    assert again.version == first.version  # same content, same version, new expiry
+    assert again.expires_at == clock.now + 5
+
+
+@pytest.mark.parametrize(
+    ("server_ttl", "options", "lives"),
+    [(1, {"min_ttl": 3.0}, 3.0), (30, {"max_ttl": 2.0}, 2.0)],
+)
+async def test_ttl_is_clamped(
+    make_knot_dns: ServerFactory,
+    open_resolver: OpenResolver,
+    server_ttl: int,
+    options: dict[str, float],
+    lives: float,
+) -> None:
+    clock = FakeClock()
+    knot = make_knot_dns([web()], ttl=server_ttl)
+    resolver = open_resolver(knot, clock=clock, refresh_ahead=None, **options)
+    await resolver.resolve("web")
+    clock.advance(lives - 0.01)
+    await resolver.resolve("web")
+    assert resolver.stats.queries == 2
+    clock.advance(0.01)
+    await resolver.resolve("web")
+    assert resolver.stats.queries == 4
+
+
+@pytest.mark.parametrize("cap", [30.0, 2.0])
+async def test_negative_answer_is_cached_for_the_soa_ttl_capped(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver, backend: str, cap: float
+) -> None:
+    # c-ares drops the SOA of a negative answer: without it the resolver uses min_ttl (1 s).
+    lives = min(5.0 if backend == "dnspython" else 1.0, cap)
+    clock = FakeClock()
+    knot = make_knot_dns([web()], ttl=5)  # SOA MINIMUM = 5
+    resolver = open_resolver(knot, clock=clock, negative_ttl_cap=cap)
+    with pytest.raises(ServiceNotFound):
+        await resolver.resolve("db")
+    clock.advance(lives - 0.01)
+    with pytest.raises(ServiceNotFound):
+        await resolver.resolve("db")
+    assert (resolver.stats.queries, resolver.stats.negative_hits) == (2, 1)
+    knot.set_service(ServiceSpec("db", endpoints=(("10.2.0.1", None),)))
+    clock.advance(0.01)
+    assert ips(await resolver.resolve("db")) == {"10.2.0.1"}
+    assert resolver.stats.queries == 4
+
+
+async def test_refresh_due_on_a_hit_answers_from_cache_and_refreshes_in_background(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    clock = FakeClock()
+    resolver = open_resolver(make_knot_dns([web()], ttl=10), clock=clock)
+    first = await resolver.resolve("web")
+    clock.advance(9.0)  # past 80 % +- 10 %: refresh due, answer still fresh
+    assert await resolver.resolve("web") is first
+    await until(lambda: resolver.stats.queries == 4)
+    clock.advance(2.0)  # past the first answer's expiry
+    assert (await resolver.resolve("web")).expires_at == 1000.0 + 9.0 + 10.0
+    assert resolver.stats.queries == 4
+    assert resolver.stats.refreshes == 1
+
+
+# -- refresh-ahead and change on a real clock -------------------------------------------------
+
+
+async def test_refresh_ahead_keeps_resolve_off_the_network(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    resolver = open_resolver(make_knot_dns([web()], ttl=1))
+    await resolver.resolve("web")
+    calls = 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 2.6
+    while loop.time() < deadline:
+        found = await resolver.resolve("web")
+        calls += 1
+        assert not found.stale
+        await asyncio.sleep(0.02)
+    assert resolver.stats.cache_hits == calls  # not one call waited for DNS
+    assert resolver.stats.refreshes >= 2
+    assert resolver.stats.queries == 2 + 2 * resolver.stats.refreshes
+
+
+async def test_scale_up_and_down_visible_within_ttl_plus_one_second(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    knot = make_knot_dns([web(WEB_PODS[:1])], ttl=1)
+    resolver = open_resolver(knot)
+    assert len(await resolver.resolve("web")) == 1
+    loop = asyncio.get_running_loop()
+    for pods in (WEB_PODS, WEB_PODS[:2]):
+        knot.set_service(web(pods))
+        changed_at = loop.time()
+        while len(await resolver.resolve("web")) != len(pods):
+            assert loop.time() - changed_at < 2.0
+            await asyncio.sleep(0.02)
+
+
+async def test_scale_to_zero_empties_the_set_only_after_the_grace(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    knot = make_knot_dns([web()], ttl=1)
+    resolver = open_resolver(knot, negative_grace=1.5, min_ttl=0.2)
+    await resolver.resolve("web")
+    knot.set_service(web(()))  # no ready pod: NXDOMAIN
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    seen_stale = False
+    while True:
+        try:
+            found = await resolver.resolve("web")
+        except ServiceNotFound:
+            break
+        assert len(found) == 3
+        seen_stale = seen_stale or found.stale
+        assert loop.time() - start < 5.0
+        await asyncio.sleep(0.05)
+    assert seen_stale  # the last good set was kept, flagged, during the grace
+
+
+async def test_spurious_nxdomain_inside_the_grace_changes_nothing(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    clock = FakeClock()
+    knot = make_knot_dns([web()], ttl=5)
+    resolver = open_resolver(knot, clock=clock, refresh_ahead=None, negative_grace=10.0)
+    first = await resolver.resolve("web")
+    knot.remove_service("web")
+    clock.advance(5)
+    during = await resolver.resolve("web")
+    assert (len(during), during.stale, during.version) == (3, True, first.version)
+    knot.set_service(web())
+    clock.advance(5)
+    assert (await resolver.resolve("web")).stale  # re-check due: still served, in background
+    await until(lambda: not resolver.peek("web").stale)  # type: ignore[union-attr]
+    after = await resolver.resolve("web")
+    assert (after.stale, after.version) == (False, first.version)
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+async def test_serve_stale_through_a_server_outage(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    knot = make_knot_dns([web()], ttl=5)
+    resolver = open_resolver(
+        knot, clock=clock, timeout=0.2, attempts=2, stale_ttl=60.0, failure_backoff=0.05
+    )
+    first = await resolver.resolve("web")
+    knot.stop()
+    clock.advance(5)
+    with caplog.at_level(logging.WARNING, logger="headless_resolver"):
+        stale = await resolver.resolve("web")
+    assert (stale.stale, stale.version, ips(stale)) == (True, first.version, ips(first))
+    assert "serving the last good set" in caplog.text
+    assert (await resolver.resolve("web")).stale
+    assert resolver.stats.stale_served == 2
+    knot.start()
+    await until(lambda: resolver.stats.errors > 0 and not resolver.peek("web").stale)  # type: ignore[union-attr]
+    clock.advance(30)
+    recovered = await resolver.resolve("web")
+    assert (recovered.stale, recovered.version) == (False, first.version)
+
+
+async def test_stale_set_is_dropped_after_stale_ttl(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    clock = FakeClock()
+    knot = make_knot_dns([web()], ttl=5)
+    resolver = open_resolver(knot, clock=clock, timeout=0.2, attempts=1, stale_ttl=20.0)
+    await resolver.resolve("web")
+    knot.stop()
+    clock.advance(5)
+    assert (await resolver.resolve("web")).stale
+    clock.advance(20)
+    with pytest.raises(ResolutionError):
+        await resolver.resolve("web")
+
+
+async def test_dead_nameserver_gives_resolution_error_after_the_attempts(
+    black_hole: str, open_resolver: OpenResolver
+) -> None:
+    resolver = open_resolver(black_hole, timeout=0.2, attempts=3)
+    async with asyncio.timeout(5):  # never a hang
+        with pytest.raises(ResolutionError):
+            await resolver.resolve("web")
+    assert resolver.stats.queries == 3 * 2
+    assert resolver.stats.errors == 1
+    assert resolver_tasks() == []
+
+
+async def test_cancelled_caller_leaves_no_task_behind(
+    black_hole: str, open_resolver: OpenResolver
+) -> None:
+    resolver = open_resolver(black_hole, timeout=1.0, attempts=3)
+    caller = asyncio.create_task(resolver.resolve("web"))
+    await until(lambda: resolver.stats.queries == 2)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await until(lambda: resolver_tasks() == [])
+
+
+async def test_aclose_stops_refreshes_and_watchers(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    resolver = open_resolver(make_knot_dns([web()], ttl=1))
+    await resolver.resolve("web", port="http")
+    watch = resolver.watch("web")
+    assert len(await anext(watch)) == 3
+    waiting = asyncio.create_task(anext(watch))
+    await asyncio.sleep(0.05)
+    assert len(resolver_tasks()) >= 3  # two refreshers and the watcher
+    await resolver.aclose()
+    with pytest.raises(StopAsyncIteration):
+        await waiting
+    assert resolver_tasks() == []
+    with pytest.raises(RuntimeError, match="closed"):
+        await resolver.resolve("other")
+
+
+# -- watch ------------------------------------------------------------------------------------
+
+
+async def test_watch_yields_current_then_each_change_and_watchers_share_one_refresh(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    knot = make_knot_dns([web(WEB_PODS[:1])], ttl=1)
+    resolver = open_resolver(knot)
+    watches = [resolver.watch("web") for _ in range(5)]
+    firsts = [await anext(w) for w in watches]
+    assert {len(s) for s in firsts} == {1}
+    refreshers = [t for t in resolver_tasks() if "fresh" in t.get_name()]
+    assert len(refreshers) == 1
+    knot.set_service(web(WEB_PODS))
+    async with asyncio.timeout(5):
+        seconds = [await anext(w) for w in watches]
+    assert {len(s) for s in seconds} == {3}
+    assert {s.version for s in seconds} == {firsts[0].version + 1}
+    for w in watches:
+        await w.aclose()
+
+
+async def test_watch_of_a_missing_service_starts_empty_and_sees_it_appear(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    knot = make_knot_dns([], ttl=1)
+    resolver = open_resolver(knot, min_ttl=0.2)
+    watch = resolver.watch("web")
+    assert len(await anext(watch)) == 0
+    knot.set_service(web())
+    async with asyncio.timeout(5):
+        appeared = await anext(watch)
+    assert len(appeared) == 3
+    await watch.aclose()
+
+
+# -- no I/O helpers ---------------------------------------------------------------------------
+
+
+async def test_peek_never_queries(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    resolver = open_resolver(make_knot_dns([web()]))
+    assert resolver.peek("web") is None
+    found = await resolver.resolve("web")
+    assert resolver.peek("web") is found
+    assert resolver.peek("web.default.svc.cluster.local") is found
+    assert resolver.stats.queries == 2
+
+
+async def test_cluster_names_and_namespace(open_resolver: OpenResolver, black_hole: str) -> None:
+    resolver = open_resolver(black_hole, namespace="shop", cluster_domain="k8s.example")
+    assert (resolver.namespace, resolver.cluster_domain) == ("shop", "k8s.example")
+    assert resolver.is_cluster_name("web.shop.svc.k8s.example.")
+    assert not resolver.is_cluster_name("example.com")
+    assert resolver.parse("web").candidates[0].fqdn == "web.shop.svc.k8s.example."
+
+
+# -- size -------------------------------------------------------------------------------------
+
+
+def many_pods(count: int) -> ServiceSpec:
+    return ServiceSpec(
+        "big", endpoints=tuple(f"10.9.{i // 250}.{i % 250 + 1}" for i in range(count))
+    )
+
+
+async def test_two_thousand_pod_service(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    resolver = open_resolver(make_knot_dns([many_pods(2000)]))
+    found = await resolver.resolve("big")
+    assert len(found) == 2000
+    assert len(ips(found)) == 2000
