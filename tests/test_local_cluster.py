@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 
@@ -168,6 +169,17 @@ async def test_two_clusters_in_one_process_never_share_an_address() -> None:
         assert {pod.ip for pod in ours}.isdisjoint(pod.ip for pod in theirs)
         assert first.nameserver != second.nameserver
         assert await addresses(second, f"web.default.{ZONE}") == {pod.ip for pod in theirs}
+
+
+async def test_addresses_taken_by_another_process_are_skipped(cluster: LocalCluster) -> None:
+    (first,) = await cluster.add_service("first", pods=1, port=0)
+    await cluster.remove_service("first")
+    with socket.socket() as foreign:
+        foreign.bind((first.ip, first.port))  # what another test run might hold
+        foreign.listen()
+        (second,) = await cluster.add_service("second", pods=1, port=first.port)
+        assert second.ip != first.ip
+        assert await who_answers(second) == "second-0"
 
 
 async def test_leaving_the_cluster_stops_every_pod() -> None:

@@ -25,18 +25,34 @@ _FIRST_POD_ADDRESS = int(ipaddress.IPv4Address("127.0.0.11"))
 _LAST_POD_ADDRESS = int(ipaddress.IPv4Address("127.255.255.254"))
 _MAX_ADDRESSES_TRIED = 512
 
-# Pod addresses held by every LocalCluster of this process. Addresses taken by other processes
-# are found by binding and skipped.
-_addresses_in_use: set[str] = set()
+
+class _AddressPool:
+    """Pod addresses held by the LocalClusters of this process, handed out lowest first.
+
+    Addresses taken by other processes are not known here: binding finds them and they are
+    skipped.
+    """
+
+    def __init__(self) -> None:
+        self._in_use: set[int] = set()
+        self._lowest_free = _FIRST_POD_ADDRESS
+
+    def candidates(self) -> Iterator[int]:
+        for number in range(self._lowest_free, _LAST_POD_ADDRESS + 1):
+            if number & 0xFF not in (0, 255) and number not in self._in_use:
+                yield number
+
+    def take(self, number: int) -> None:
+        self._in_use.add(number)
+        while self._lowest_free in self._in_use or self._lowest_free & 0xFF in (0, 255):
+            self._lowest_free += 1
+
+    def release(self, number: int) -> None:
+        self._in_use.discard(number)
+        self._lowest_free = min(self._lowest_free, number)
 
 
-def _free_addresses() -> Iterator[str]:
-    for number in range(_FIRST_POD_ADDRESS, _LAST_POD_ADDRESS + 1):
-        if number & 0xFF in (0, 255):
-            continue
-        address = str(ipaddress.IPv4Address(number))
-        if address not in _addresses_in_use:
-            yield address
+_addresses = _AddressPool()
 
 
 @dataclass(eq=False)
@@ -200,21 +216,22 @@ class LocalCluster:
             await asyncio.gather(*(pod.stop() for pod in pods))
         finally:
             for pod in pods:
-                _addresses_in_use.discard(pod.ip)
+                _addresses.release(int(ipaddress.IPv4Address(pod.ip)))
 
 
 async def _start_pod(service: _Service, ordinal: int) -> PodServer:
     """Start one pod on the first loopback address where ``service.port`` is free."""
     hostname = f"{service.name}-{ordinal}"
-    for tried, address in enumerate(_free_addresses()):
+    for tried, address in enumerate(_addresses.candidates()):
         if tried == _MAX_ADDRESSES_TRIED:
             break
-        _addresses_in_use.add(address)
-        pod = PodServer(address, service.port, hostname=hostname, ssl_context=service.ssl_context)
+        _addresses.take(address)
+        ip = str(ipaddress.IPv4Address(address))
+        pod = PodServer(ip, service.port, hostname=hostname, ssl_context=service.ssl_context)
         try:
             await pod.start()
         except OSError as exc:
-            _addresses_in_use.discard(address)
+            _addresses.release(address)
             if exc.errno != errno.EADDRINUSE:
                 raise
             continue
