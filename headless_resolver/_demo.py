@@ -25,7 +25,9 @@ import dns.rcode
 import dns.rdatatype
 import httpx
 
-from headless_resolver import HeadlessResolver, HeadlessTransport, LeastLatency, RoundRobin, Sticky
+from headless_resolver._resolver import HeadlessResolver
+from headless_resolver._strategies import LeastLatency, RoundRobin, Sticky
+from headless_resolver._transports import HeadlessTransport
 from headless_resolver.testing import LocalCluster
 
 SERVICE = "web"
@@ -49,12 +51,13 @@ class ClientTally:
     label: str
     per_pod: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
-    errors: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    """By kind: the httpx exception's name, or ``HTTP <status>``."""
     first_answer: dict[str, float] = field(default_factory=dict)
 
     @property
     def requests(self) -> int:
-        return sum(self.per_pod.values()) + self.errors
+        return sum(self.per_pod.values()) + self.errors.total()
 
     def percentile_ms(self, q: int) -> float | None:
         if len(self.latencies) < 2:
@@ -107,11 +110,12 @@ def system_resolution_via(nameserver: str) -> Iterator[None]:
     real = socket.getaddrinfo
 
     def getaddrinfo(name: Any, *args: Any, **kwargs: Any) -> Any:
-        if not isinstance(name, str) or not name.rstrip(".").endswith("." + DOMAIN):
+        host = name.decode("idna") if isinstance(name, bytes) else name  # anyio passes bytes
+        if not isinstance(host, str) or not host.rstrip(".").endswith("." + DOMAIN):
             return real(name, *args, **kwargs)
-        return [info for ip in _lookup_a(name, server) for info in real(ip, *args, **kwargs)]
+        return [info for ip in _lookup_a(host, server) for info in real(ip, *args, **kwargs)]
 
-    socket.getaddrinfo = getaddrinfo
+    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]  # same call, any result
     try:
         yield
     finally:
@@ -127,14 +131,14 @@ async def _drive(
             response = await client.get(url, headers=headers)
             answered = time.monotonic()
             if response.status_code >= 500:
-                tally.errors += 1
+                tally.errors[f"HTTP {response.status_code}"] += 1
             else:
                 pod = response.json()["pod"]
                 tally.per_pod[pod] += 1
                 tally.latencies.append(answered - started)
                 tally.first_answer.setdefault(pod, answered)
-        except httpx.HTTPError:
-            tally.errors += 1
+        except httpx.HTTPError as exc:
+            tally.errors[type(exc).__name__] += 1
         await asyncio.sleep(max(0.0, started + REQUEST_INTERVAL - time.monotonic()))
 
 
@@ -154,7 +158,7 @@ class _Progress:
 
     def show(self, report: DemoReport, elapsed: float, pods: int) -> None:
         requests = sum(c.requests for c in report.clients)
-        errors = sum(c.errors for c in report.clients)
+        errors = sum(c.errors.total() for c in report.clients)
         last = report.events[-1][1] if report.events else "warming up"
         line = (
             f"{elapsed:5.1f}/{self._seconds:.0f} s  pods {pods}  requests {requests}  "
@@ -283,7 +287,7 @@ def render_summary(report: DemoReport) -> str:
             [
                 tally.label,
                 str(tally.requests),
-                str(tally.errors),
+                str(tally.errors.total()),
                 _ms(tally.percentile_ms(50)),
                 _ms(tally.percentile_ms(99)),
                 "never" if wait is None else f"{wait:.2f}",
@@ -295,11 +299,16 @@ def render_summary(report: DemoReport) -> str:
         if pod in report.new_pods:
             note = "added, then removed"
         per_pod.append([pod, *(str(t.per_pod[pod]) for t in report.clients), note])
-    notes = (
+    notes = [
+        f"errors of {t.label}: " + ", ".join(f"{kind} {n}" for kind, n in t.errors.most_common())
+        for t in report.clients
+        if t.errors
+    ]
+    notes += [
         "plain-httpx: one getaddrinfo per new connection, then keep-alive pins each connection "
-        "to one pod.\nnew_pod_wait_s: time from the scale-up until the last new pod got its "
-        "first request."
-    )
+        "to one pod.",
+        "new_pod_wait_s: time from the scale-up until the last new pod got its first request.",
+    ]
     return "\n".join(
         [
             header,
@@ -308,7 +317,7 @@ def render_summary(report: DemoReport) -> str:
             "",
             *_table(per_pod, left=(0, len(per_pod[0]) - 1)),
             "",
-            notes,
+            *notes,
             "",
         ]
     )
