@@ -60,7 +60,6 @@ class _Service:
     name: str
     namespace: str
     port: int
-    port_name: str
     ssl_context: ssl.SSLContext | None
     pods: list[PodServer] = field(default_factory=list)
 
@@ -120,6 +119,7 @@ class LocalCluster:
         DNS publishes as the SRV port ``port_name``/tcp. With ``tls``, pods present a
         certificate for the service's names, signed by ``ca_cert``.
         """
+        # Reject bad names and ports before any pod starts.
         ServiceSpec(name, namespace, ports=(PortSpec(port_name, "tcp", port or 1),))
         _check_replicas(pods)
         if (name, namespace) in self._services:
@@ -129,7 +129,7 @@ class LocalCluster:
             fqdn = f"{name}.{namespace}.svc.{self.domain}"
             names = [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", fqdn, f"*.{fqdn}"]
             ssl_context = self._authority().server_context_factory(names)()
-        service = _Service(name, namespace, port, port_name, ssl_context)
+        service = _Service(name, namespace, port, ssl_context)
         self._services[name, namespace] = service
         try:
             await self._start_pods(service, pods)
