@@ -1,0 +1,168 @@
+"""Passive health: eject endpoints that keep failing, readmit them after a growing timeout.
+
+Outlier detection as Envoy does it, fed by the outcomes strategies observe instead of probes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+from headless_resolver._endpoints import Endpoint
+
+DEFAULT_FAILURE_STATUSES = frozenset({502, 503, 504})
+
+
+@dataclass(slots=True)
+class _Record:
+    """What health remembers about one endpoint that has failed at least once."""
+
+    connect_failures: int = 0
+    status_failures: int = 0
+    times_ejected: int = 0
+    readmitted_at: float = 0.0
+
+
+class PassiveHealth:
+    """Ejects an endpoint after consecutive failures, for ``base_ejection`` x times ejected.
+
+    A refused or reset connection (``ok=False, status=None``) counts towards
+    ``consecutive_connect_failures``; an answer whose status is in ``failure_statuses``
+    towards ``consecutive_status_failures``; a success resets both. The ejection time grows with
+    each ejection, capped at ``max_ejection``, and shrinks by one step per ``base_ejection``
+    spent healthy. At most ``max_ejection_percent`` of a set is ejected at once (at least one
+    ejection is always allowed, and at least one endpoint is always kept). When every endpoint
+    of a set is ejected anyway (the set changed under us), strategies pick among them (``panic``
+    mode, as Envoy does) unless ``panic=False``, then they raise ``NoEndpointsAvailable``.
+
+    Health only keeps state for endpoints of sets registered with :meth:`track`, and forgets an
+    endpoint once it leaves every tracked set, so memory follows the live endpoints.
+
+    Thread safety: :meth:`is_ejected` on a healthy endpoint is one dict lookup and takes no
+    lock; every state transition (count, eject, readmit, forget) happens under one lock.
+    """
+
+    def __init__(
+        self,
+        *,
+        consecutive_connect_failures: int = 1,
+        consecutive_status_failures: int = 5,
+        failure_statuses: Collection[int] = DEFAULT_FAILURE_STATUSES,
+        base_ejection: float = 30.0,
+        max_ejection: float = 300.0,
+        max_ejection_percent: float = 50.0,
+        panic: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if consecutive_connect_failures < 1 or consecutive_status_failures < 1:
+            raise ValueError("consecutive failure thresholds must be at least 1")
+        if not 0 < base_ejection <= max_ejection:
+            raise ValueError("need 0 < base_ejection <= max_ejection")
+        if not 0 <= max_ejection_percent <= 100:
+            raise ValueError("max_ejection_percent must be within 0..100")
+        self.consecutive_connect_failures = consecutive_connect_failures
+        self.consecutive_status_failures = consecutive_status_failures
+        self.failure_statuses = frozenset(failure_statuses)
+        self.base_ejection = base_ejection
+        self.max_ejection = max_ejection
+        self.max_ejection_percent = max_ejection_percent
+        self.panic = panic
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._ejected_until: dict[Endpoint, float] = {}
+        self._records: dict[Endpoint, _Record] = {}
+        self._groups: dict[str, frozenset[Endpoint]] = {}
+        self._group_of: dict[Endpoint, str] = {}
+
+    def __repr__(self) -> str:
+        return f"<PassiveHealth ejected={len(self._ejected_until)} tracked={len(self._group_of)}>"
+
+    @property
+    def any_ejected(self) -> bool:
+        """False in the common case, letting strategies skip every per-endpoint check."""
+        return bool(self._ejected_until)
+
+    def ejected(self) -> frozenset[Endpoint]:
+        """The endpoints ejected right now."""
+        now = self._clock()
+        return frozenset(ep for ep, until in list(self._ejected_until.items()) if until > now)
+
+    def times_ejected(self, endpoint: Endpoint) -> int:
+        record = self._records.get(endpoint)
+        return 0 if record is None else record.times_ejected
+
+    def is_ejected(self, endpoint: Endpoint) -> bool:
+        until = self._ejected_until.get(endpoint)
+        if until is None:
+            return False
+        if self._clock() < until:
+            return True
+        with self._lock:
+            if self._ejected_until.get(endpoint) == until:
+                del self._ejected_until[endpoint]
+                record = self._records.get(endpoint)
+                if record is not None:
+                    record.readmitted_at = until
+        return False
+
+    def track(self, name: str, members: frozenset[Endpoint]) -> None:
+        """Registers the current members of set ``name``; forgets endpoints that left all sets."""
+        with self._lock:
+            previous = self._groups.get(name, frozenset())
+            self._groups[name] = members
+            for endpoint in members:
+                self._group_of[endpoint] = name
+            for endpoint in previous - members:
+                home = next((n for n, g in self._groups.items() if endpoint in g), None)
+                if home is not None:
+                    self._group_of[endpoint] = home
+                    continue
+                self._group_of.pop(endpoint, None)
+                self._records.pop(endpoint, None)
+                self._ejected_until.pop(endpoint, None)
+
+    def record(self, endpoint: Endpoint, ok: bool, *, status: int | None = None) -> None:
+        """Counts one outcome: success, connection failure, or failing status."""
+        if status is not None and status in self.failure_statuses:
+            self._count_failure(endpoint, connect=False)
+        elif not ok and status is None:
+            self._count_failure(endpoint, connect=True)
+        elif ok and endpoint in self._records:
+            with self._lock:
+                record = self._records.get(endpoint)
+                if record is not None:
+                    record.connect_failures = record.status_failures = 0
+
+    def _count_failure(self, endpoint: Endpoint, *, connect: bool) -> None:
+        with self._lock:
+            group_name = self._group_of.get(endpoint)
+            if group_name is None:
+                return
+            record = self._records.get(endpoint)
+            if record is None:
+                record = self._records[endpoint] = _Record()
+            if connect:
+                record.connect_failures += 1
+                tripped = record.connect_failures >= self.consecutive_connect_failures
+            else:
+                record.status_failures += 1
+                tripped = record.status_failures >= self.consecutive_status_failures
+            if tripped and endpoint not in self._ejected_until:
+                self._eject(endpoint, record, self._groups[group_name])
+
+    def _eject(self, endpoint: Endpoint, record: _Record, group: frozenset[Endpoint]) -> None:
+        """Ejects within the set's budget; called with the lock held."""
+        size = len(group)
+        budget = min(size - 1, max(1, int(size * self.max_ejection_percent / 100)))
+        if sum(1 for ep in self._ejected_until if ep in group) >= budget:
+            return
+        now = self._clock()
+        if record.times_ejected:
+            healed = int((now - record.readmitted_at) / self.base_ejection)
+            record.times_ejected = max(0, record.times_ejected - healed)
+        record.times_ejected += 1
+        duration = min(self.base_ejection * record.times_ejected, self.max_ejection)
+        self._ejected_until[endpoint] = now + duration
+        record.connect_failures = record.status_failures = 0

@@ -1,0 +1,94 @@
+"""Round-robin, smooth-weighted when SRV weights differ."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+
+from headless_resolver._endpoints import Endpoint
+from headless_resolver._health import PassiveHealth
+from headless_resolver._strategies._base import ATTEMPTS, Accept, BaseStrategy, SetTable
+
+SCHEDULE_SLOTS_PER_ENDPOINT = 16
+"""Bounds a weighted schedule's length; finer weight ratios are rounded to fit."""
+
+
+class _Rotation(SetTable):
+    __slots__ = ("counter", "schedule")
+
+    def __init__(self, endpoints: tuple[Endpoint, ...], counter: itertools.count[int]) -> None:
+        super().__init__(endpoints)
+        self.counter = counter
+        self.schedule = weighted_schedule(endpoints)
+
+
+class RoundRobin(BaseStrategy[_Rotation]):
+    """Each endpoint in turn; endpoints with a larger SRV weight take proportionally more turns.
+
+    The turns of a weighted set are interleaved (``a b a c a``, not ``a a a b c``), precomputed
+    once per set version, so a pick is O(1). The rotation counter belongs to the service name
+    and survives set changes: a new pod takes its turns from the next round, and no pod gets a
+    burst when the set changes. Skipped turns (ejected or already tried endpoints) go to a
+    random other turn, not to the next endpoint, which would otherwise get double traffic.
+
+    Thread safety: ``next()`` on an ``itertools.count`` is atomic in CPython and tables are
+    immutable, so picks take no lock.
+    """
+
+    def __init__(
+        self, *, health: PassiveHealth | None = None, rng: random.Random | None = None
+    ) -> None:
+        super().__init__(health=health, rng=rng)
+
+    def __repr__(self) -> str:
+        return f"RoundRobin(health={self.health!r})"
+
+    def _build(self, endpoints: tuple[Endpoint, ...], previous: _Rotation | None) -> _Rotation:
+        counter = (
+            previous.counter
+            if previous is not None
+            else itertools.count(self._rng.randrange(1 << 30))
+        )
+        return _Rotation(endpoints, counter)
+
+    def _select(self, table: _Rotation, key: str | None, accept: Accept | None) -> Endpoint | None:
+        schedule = table.schedule
+        endpoint = schedule[next(table.counter) % len(schedule)]
+        if accept is None or accept(endpoint):
+            return endpoint
+        randrange = self._rng.randrange
+        for _ in range(ATTEMPTS):
+            endpoint = schedule[randrange(len(schedule))]
+            if accept(endpoint):
+                return endpoint
+        return None
+
+
+def weighted_schedule(endpoints: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
+    """One cycle of turns: the endpoints themselves, or an interleaving by weight.
+
+    All-equal weights (including CoreDNS's ``100 // k == 0`` for k > 100) mean unweighted. A
+    weight of 0 among positive weights gets the smallest share, one turn per cycle (RFC 2782:
+    "a very small chance"). Turns are ordered by earliest deadline (``(k + 1/2) / weight``),
+    which spreads each endpoint's turns evenly over the cycle, as smooth weighted round-robin.
+    """
+    weights = [endpoint.weight for endpoint in endpoints]
+    if len(set(weights)) <= 1:
+        return endpoints
+    weights = [weight or 1 for weight in weights]
+    divisor = math.gcd(*weights)
+    weights = [weight // divisor for weight in weights]
+    total = sum(weights)
+    limit = SCHEDULE_SLOTS_PER_ENDPOINT * len(endpoints)
+    if total > limit:
+        weights = [max(1, round(weight * limit / total)) for weight in weights]
+    deadlines = [(0.5 / weight, index, 0) for index, weight in enumerate(weights)]
+    heapq.heapify(deadlines)
+    turns = []
+    for _ in range(sum(weights)):
+        _, index, taken = deadlines[0]
+        turns.append(endpoints[index])
+        heapq.heapreplace(deadlines, ((taken + 1.5) / weights[index], index, taken + 1))
+    return tuple(turns)
