@@ -547,6 +547,12 @@ class HeadlessResolver:
             len(answer.addresses) + len(answer.srv),
             answer.ttl if answer.ttl is not None else answer.negative_ttl,
         )
+        if answer.truncated and not (answer.addresses or answer.srv):
+            raise ResolutionError(
+                f"{name} {rdtype}: answer too large even over TCP, and no record arrived",
+                name=name,
+                rcode="TRUNCATED",
+            )
         if answer.truncated:
             logger.warning(
                 "%s %s: answer truncated even over TCP; using the %d records that arrived",

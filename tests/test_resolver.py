@@ -23,6 +23,7 @@ from headless_resolver import (
     ResolutionError,
     ServiceNotFound,
 )
+from headless_resolver.testing import ClusterDNS
 from headless_resolver.testing._model import ServiceSpec
 from tests.servers import AuthoritativeServer
 
@@ -83,6 +84,17 @@ def black_hole() -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     yield f"127.0.0.1:{sock.getsockname()[1]}"
     sock.close()
+
+
+@pytest.fixture
+async def cluster_dns() -> AsyncIterator[ClusterDNS]:
+    """ClusterDNS (TTL 5) serving ``web`` with three pods and a named port."""
+    async with ClusterDNS(ttl=5) as dns:
+        dns.add_service("web", endpoints=WEB_PODS, ports=[("http", "tcp", 8080)])
+        yield dns
+
+
+WEB_FQDN = "web.default.svc.cluster.local."
 
 
 async def until(predicate: Callable[[], bool]) -> None:
@@ -508,3 +520,106 @@ async def test_two_thousand_pod_service(
     found = await resolver.resolve("big")
     assert len(found) == 2000
     assert len(ips(found)) == 2000
+
+
+async def test_srv_targets_without_glue_are_looked_up(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    # 1,000 SRV records fill a TCP answer: Knot sends glue for only some targets.
+    spec = many_pods(1000)
+    knot = make_knot_dns(
+        [ServiceSpec("big", endpoints=spec.endpoints, ports=(("http", "tcp", 80),))]
+    )
+    resolver = open_resolver(knot)
+    found = await resolver.resolve("big", port="http")
+    assert len(found) == 1000
+    assert {e.ip for e in found} == {e.ip for e in spec.endpoints}
+    assert {e.hostname for e in found} == {e.dns_label for e in spec.endpoints}
+    assert resolver.stats.queries > 1  # the SRV query, then A/AAAA for targets without glue
+
+
+async def test_answer_truncated_even_over_tcp_keeps_what_arrived(
+    open_resolver: OpenResolver, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    huge = ServiceSpec(
+        "huge", endpoints=tuple(f"10.{i // 250}.0.{i % 250 + 1}" for i in range(4500))
+    )
+    async with ClusterDNS(ttl=5) as dns:
+        dns.set_services([huge])
+        resolver = open_resolver(dns.nameserver)
+        with caplog.at_level(logging.WARNING, logger="headless_resolver"):
+            found = await resolver.resolve("huge")
+    assert 4000 < len(found) < 4500
+    assert ips(found) <= {e.ip for e in huge.endpoints}
+    if backend == "dnspython":  # c-ares does not report TC on a TCP answer
+        assert "truncated even over TCP" in caplog.text
+
+
+async def test_truncated_answer_with_no_records_is_an_error_not_an_empty_service(
+    make_bind_dns: ServerFactory, open_resolver: OpenResolver, backend: str
+) -> None:
+    if backend == "aiodns":
+        pytest.skip("c-ares hides TC on TCP and reports BIND's empty truncated answer as NODATA")
+    huge = ServiceSpec(
+        "huge", endpoints=tuple(f"10.{i // 250}.0.{i % 250 + 1}" for i in range(4500))
+    )
+    resolver = open_resolver(make_bind_dns([huge]), attempts=1)
+    with pytest.raises(ResolutionError, match="too large even over TCP") as failed:
+        await resolver.resolve("huge")
+    assert failed.value.rcode == "TRUNCATED"
+
+
+# -- single flight and failures, counted at the server (ClusterDNS) -----------------------------
+
+
+async def test_a_thousand_concurrent_cold_lookups_send_one_query_per_type(
+    cluster_dns: ClusterDNS, open_resolver: OpenResolver
+) -> None:
+    resolver = open_resolver(cluster_dns.nameserver)
+    results = await asyncio.gather(*(resolver.resolve("web") for _ in range(1000)))
+    assert all(r is results[0] for r in results)
+    assert len(results[0]) == 3
+    assert cluster_dns.query_count(WEB_FQDN, "A") == 1
+    assert cluster_dns.query_count(WEB_FQDN, "AAAA") == 1
+
+
+async def test_cancelling_one_caller_leaves_the_shared_query_to_the_others(
+    cluster_dns: ClusterDNS, open_resolver: OpenResolver
+) -> None:
+    cluster_dns.delay = 0.3
+    resolver = open_resolver(cluster_dns.nameserver)
+    leaving = asyncio.create_task(resolver.resolve("web"))
+    staying = asyncio.create_task(resolver.resolve("web"))
+    await until(lambda: cluster_dns.query_count(WEB_FQDN, "A") == 1)
+    leaving.cancel()
+    assert len(await staying) == 3
+    assert leaving.cancelled()
+    assert cluster_dns.query_count(WEB_FQDN, "A") == 1
+    assert cluster_dns.query_count(WEB_FQDN, "AAAA") == 1
+
+
+async def test_servfail_is_retried_then_raised_with_its_rcode(
+    cluster_dns: ClusterDNS, open_resolver: OpenResolver
+) -> None:
+    cluster_dns.servfail = True
+    resolver = open_resolver(cluster_dns.nameserver, attempts=3)
+    with pytest.raises(ResolutionError) as failed:
+        await resolver.resolve("web")
+    assert failed.value.rcode == "SERVFAIL"
+    counts = {cluster_dns.query_count(WEB_FQDN, t) for t in ("A", "AAAA")}
+    assert max(counts) == 3
+    assert resolver.stats.errors == 1
+
+
+async def test_servfail_on_refresh_serves_stale_then_recovers(
+    cluster_dns: ClusterDNS, open_resolver: OpenResolver
+) -> None:
+    clock = FakeClock()
+    resolver = open_resolver(cluster_dns.nameserver, clock=clock, attempts=1, failure_backoff=0.05)
+    first = await resolver.resolve("web")
+    cluster_dns.servfail = True
+    clock.advance(5)
+    assert (await resolver.resolve("web")).stale
+    cluster_dns.servfail = False
+    await until(lambda: not resolver.peek("web").stale)  # type: ignore[union-attr]
+    assert (await resolver.resolve("web")).version == first.version
