@@ -1,0 +1,250 @@
+"""Passive health: ejection after consecutive failures, growing timeouts, readmission."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from headless_resolver import Endpoint, EndpointSet, NoEndpointsAvailable
+from headless_resolver._health import PassiveHealth
+from headless_resolver._strategies import BaseStrategy, LeastLatency, RoundRobin, Sticky
+
+MakeStrategy = Callable[[PassiveHealth], BaseStrategy[Any]]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def pods(count: int) -> list[Endpoint]:
+    return [Endpoint(f"10.0.0.{i + 1}", 8080, f"web-{i}") for i in range(count)]
+
+
+def tracked(health: PassiveHealth, endpoints: list[Endpoint], name: str = "web") -> None:
+    health.track(name, frozenset(endpoints))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def test_one_refused_connection_ejects_for_base_ejection_then_readmits(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock)
+    a, b, c = pods(3)
+    tracked(health, [a, b, c])
+    health.record(a, ok=False)
+    assert health.is_ejected(a)
+    assert health.ejected() == {a}
+    clock.advance(29.9)
+    assert health.is_ejected(a)
+    clock.advance(0.2)
+    assert not health.is_ejected(a)
+    assert not health.any_ejected
+
+
+def test_five_consecutive_failing_statuses_eject(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock)
+    a, *_ = endpoints = pods(3)
+    tracked(health, endpoints)
+    for _ in range(4):
+        health.record(a, ok=False, status=503)
+    assert not health.is_ejected(a)
+    health.record(a, ok=False, status=502)
+    assert health.is_ejected(a)
+
+
+def test_a_success_resets_the_consecutive_count(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock)
+    a, *_ = endpoints = pods(3)
+    tracked(health, endpoints)
+    for _ in range(4):
+        health.record(a, ok=False, status=504)
+    health.record(a, ok=True, status=200)
+    for _ in range(4):
+        health.record(a, ok=False, status=504)
+    assert not health.is_ejected(a)
+
+
+def test_only_configured_statuses_count(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock, failure_statuses={500}, consecutive_status_failures=2)
+    a, b, *_ = endpoints = pods(4)
+    tracked(health, endpoints)
+    for _ in range(10):
+        health.record(a, ok=False, status=503)
+    assert not health.is_ejected(a)
+    health.record(b, ok=False, status=500)
+    health.record(b, ok=False, status=500)
+    assert health.is_ejected(b)
+
+
+def test_ejection_time_grows_with_each_ejection_up_to_the_cap(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock, base_ejection=10.0, max_ejection=25.0)
+    a, *_ = endpoints = pods(3)
+    tracked(health, endpoints)
+    durations = []
+    for _ in range(4):
+        health.record(a, ok=False)
+        start = clock.now
+        while health.is_ejected(a):
+            clock.advance(1.0)
+        durations.append(clock.now - start)
+    assert durations == [10.0, 20.0, 25.0, 25.0]
+    assert health.times_ejected(a) == 4
+
+
+def test_time_spent_healthy_shrinks_the_next_ejection(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock, base_ejection=10.0)
+    a, *_ = endpoints = pods(3)
+    tracked(health, endpoints)
+    for duration in (10.0, 20.0, 30.0):
+        health.record(a, ok=False)
+        clock.advance(duration)
+        assert not health.is_ejected(a)
+    clock.advance(25.0)  # two base ejections healthy: the multiplier drops from 3 to 1
+    health.record(a, ok=False)
+    assert health.times_ejected(a) == 2
+    clock.advance(19.9)
+    assert health.is_ejected(a)
+    clock.advance(0.1)
+    assert not health.is_ejected(a)
+
+
+@pytest.mark.parametrize(
+    ("size", "percent", "expected"),
+    [(10, 50, 5), (3, 50, 1), (10, 10, 1), (4, 100, 3), (1, 100, 0), (2, 0, 1)],
+)
+def test_at_most_max_ejection_percent_is_ejected_and_one_is_always_kept(
+    clock: FakeClock, size: int, percent: float, expected: int
+) -> None:
+    health = PassiveHealth(clock=clock, max_ejection_percent=percent)
+    endpoints = pods(size)
+    tracked(health, endpoints)
+    for endpoint in endpoints:
+        health.record(endpoint, ok=False)
+    assert len(health.ejected()) == expected
+
+
+def test_budget_is_per_set(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock, max_ejection_percent=50)
+    web, api = pods(2), [Endpoint("10.0.1.1", 80), Endpoint("10.0.1.2", 80)]
+    tracked(health, web, "web")
+    tracked(health, api, "api")
+    for endpoint in web + api:
+        health.record(endpoint, ok=False)
+    assert health.ejected() == {web[0], api[0]}
+
+
+def test_endpoints_of_no_tracked_set_leave_no_state(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock)
+    stranger = Endpoint("10.9.9.9", 80)
+    health.record(stranger, ok=False)
+    assert not health.is_ejected(stranger)
+    assert health.times_ejected(stranger) == 0
+
+
+def test_state_is_dropped_when_an_endpoint_leaves_every_set(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock)
+    a, b, c = pods(3)
+    tracked(health, [a, b, c])
+    health.record(a, ok=False)
+    health.record(b, ok=False, status=503)
+    tracked(health, [a], "also-a")
+    tracked(health, [c])
+    assert health.is_ejected(a), "a is still a member of another set"
+    tracked(health, [], "also-a")
+    assert not health.is_ejected(a)
+    assert health.times_ejected(a) == 0
+    assert repr(health) == "<PassiveHealth ejected=0 tracked=1>"
+
+
+def test_concurrent_failures_respect_the_budget(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock, max_ejection_percent=50)
+    endpoints = pods(16)
+    tracked(health, endpoints)
+    barrier = threading.Barrier(16)
+
+    def fail(endpoint: Endpoint) -> None:
+        barrier.wait()
+        for _ in range(50):
+            health.record(endpoint, ok=False)
+
+    threads = [threading.Thread(target=fail, args=(ep,)) for ep in endpoints]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(health.ejected()) == 8
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"consecutive_connect_failures": 0},
+        {"consecutive_status_failures": 0},
+        {"base_ejection": 0},
+        {"base_ejection": 400.0, "max_ejection": 300.0},
+        {"max_ejection_percent": 101},
+    ],
+)
+def test_nonsense_configuration_is_refused(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+        PassiveHealth(**options)  # type: ignore[arg-type]
+
+
+STRATEGIES = [
+    pytest.param(lambda h: RoundRobin(health=h, rng=random.Random(1)), id="round-robin"),
+    pytest.param(lambda h: LeastLatency(health=h, rng=random.Random(1)), id="least-latency"),
+    pytest.param(lambda h: Sticky("x-user", health=h, rng=random.Random(1)), id="sticky"),
+]
+
+
+@pytest.mark.parametrize("make", STRATEGIES)
+def test_every_strategy_skips_ejected_endpoints(clock: FakeClock, make: MakeStrategy) -> None:
+    strategy = make(PassiveHealth(clock=clock))
+    endpoints = EndpointSet("web", pods(4), version=1)
+    for endpoint in endpoints[:2]:
+        strategy.pick(endpoints, "warm-up")
+        strategy.observe(endpoint, 0.001, ok=False)
+    assert strategy.health.ejected() == set(endpoints[:2])
+    picked = {strategy.pick(endpoints, f"user-{i}") for i in range(200)}
+    assert picked == set(endpoints[2:])
+    clock.advance(31)
+    picked = {strategy.pick(endpoints, f"user-{i}") for i in range(200)}
+    assert picked == set(endpoints)
+
+
+@pytest.mark.parametrize("make", STRATEGIES)
+def test_panic_mode_picks_among_ejected_endpoints(clock: FakeClock, make: MakeStrategy) -> None:
+    strategy = make(PassiveHealth(clock=clock))
+    endpoints = EndpointSet("web", pods(2), version=1)
+    strategy.pick(endpoints, "k")
+    strategy.observe(endpoints[0], 0.001, ok=False)
+    # The healthy pod leaves: the only pods left are ejected ones.
+    survivors = EndpointSet("web", [endpoints[0]], version=2)
+    assert strategy.health.is_ejected(endpoints[0])
+    assert strategy.pick(survivors, "k") == endpoints[0]
+
+
+@pytest.mark.parametrize("make", STRATEGIES)
+def test_without_panic_mode_everything_ejected_is_an_error(
+    clock: FakeClock, make: MakeStrategy
+) -> None:
+    strategy = make(PassiveHealth(clock=clock, panic=False))
+    endpoints = EndpointSet("web", pods(2), version=1)
+    strategy.pick(endpoints, "k")
+    strategy.observe(endpoints[0], 0.001, ok=False)
+    survivors = EndpointSet("web", [endpoints[0]], version=2)
+    with pytest.raises(NoEndpointsAvailable, match="ejected"):
+        strategy.pick(survivors, "k")
