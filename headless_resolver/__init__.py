@@ -8,7 +8,9 @@ from headless_resolver._errors import (
     ResolutionError,
     ServiceNotFound,
 )
+from headless_resolver._health import PassiveHealth
 from headless_resolver._resolver import HeadlessResolver, ResolverStats
+from headless_resolver._strategies import LeastLatency, RoundRobin, Sticky, Strategy
 
 __all__ = [
     "Endpoint",
@@ -16,8 +18,13 @@ __all__ = [
     "HeadlessResolver",
     "HeadlessResolverError",
     "InvalidServiceName",
+    "LeastLatency",
     "NoEndpointsAvailable",
+    "PassiveHealth",
     "ResolutionError",
     "ResolverStats",
+    "RoundRobin",
     "ServiceNotFound",
+    "Sticky",
+    "Strategy",
 ]
