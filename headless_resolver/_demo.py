@@ -35,8 +35,10 @@ NAMESPACE = "default"
 DOMAIN = "cluster.local"
 HOST = f"{SERVICE}.{NAMESPACE}.svc.{DOMAIN}"
 WORKERS_PER_CLIENT = 4
-REQUEST_INTERVAL = 0.02
-"""Each worker starts at most one request per interval, so every client offers the same load."""
+REQUEST_INTERVAL = 0.05
+"""Mean time between a worker's request starts (at most one in flight per worker), so every
+client offers the same load; each gap is drawn from 0.5..1.5 times it, so workers do not march
+in step and queue behind each other."""
 SLOW_POD_LATENCY = 0.05
 USERS = 1000
 EXTRA_PODS = 2
@@ -125,6 +127,7 @@ def system_resolution_via(nameserver: str) -> Iterator[None]:
 async def _drive(
     client: httpx.AsyncClient, url: str, tally: ClientTally, rng: random.Random, deadline: float
 ) -> None:
+    await asyncio.sleep(rng.uniform(0, REQUEST_INTERVAL))
     while (started := time.monotonic()) < deadline:
         headers = {"x-user": f"user-{rng.randrange(USERS)}"}
         try:
@@ -139,7 +142,8 @@ async def _drive(
                 tally.first_answer.setdefault(pod, answered)
         except httpx.HTTPError as exc:
             tally.errors[type(exc).__name__] += 1
-        await asyncio.sleep(max(0.0, started + REQUEST_INTERVAL - time.monotonic()))
+        gap = REQUEST_INTERVAL * rng.uniform(0.5, 1.5)
+        await asyncio.sleep(max(0.0, started + gap - time.monotonic()))
 
 
 class _Progress:
@@ -229,8 +233,8 @@ async def run_demo(
                 report.new_pods = [h for h in seen if h not in {p.hostname for p in originals}]
                 note(f"scaled {pods} -> {pods + EXTRA_PODS}")
                 await asyncio.sleep(at(FAIL_AT))
-                failing.refuse = True
-                failing.reset = True
+                failing.refuse = True  # crashed: new connections refused,
+                failing.reset_connections()  # open ones reset
                 note(f"{failing.hostname} failing")
                 await asyncio.sleep(at(SCALE_DOWN_AT))
                 await cluster.scale(SERVICE, pods)
