@@ -54,24 +54,34 @@ async def ns_per_call(
     return best / calls * 1e9
 
 
-async def hit_costs(nameserver: str, host: str, port: int) -> dict[str, float]:
+async def hit_costs(
+    nameserver: str, host: str, port: int, calls: int = HIT_CALLS
+) -> dict[str, float]:
     table = {WEB: 1}
 
     async def dict_lookup(name: str) -> int:
         return table[name]
 
-    costs = {"floor: await a coroutine doing one dict lookup": await ns_per_call(dict_lookup, WEB)}
+    costs = {
+        "floor: await a coroutine doing one dict lookup": await ns_per_call(
+            dict_lookup, WEB, calls=calls
+        )
+    }
 
     async with HeadlessResolver(
         [nameserver], namespace="default", cluster_domain="cluster.local"
     ) as resolver:
-        costs["HeadlessResolver.resolve() hit"] = await ns_per_call(resolver.resolve, WEB)
+        costs["HeadlessResolver.resolve() hit"] = await ns_per_call(
+            resolver.resolve, WEB, calls=calls
+        )
 
         @alru_cache(maxsize=1024, ttl=300)
         async def cached_lookup(name: str) -> object:
             return await resolver.resolve(name)
 
-        costs["async_lru.alru_cache(ttl=300) hit"] = await ns_per_call(cached_lookup, WEB)
+        costs["async_lru.alru_cache(ttl=300) hit"] = await ns_per_call(
+            cached_lookup, WEB, calls=calls
+        )
 
     with system_resolution_via(nameserver):
         connector = aiohttp.TCPConnector(
@@ -80,7 +90,7 @@ async def hit_costs(nameserver: str, host: str, port: int) -> dict[str, float]:
         try:
             resolve_host: Callable[..., Awaitable[Any]] = connector._resolve_host
             costs["aiohttp TCPConnector DNS cache hit"] = await ns_per_call(
-                resolve_host, WEB, 80, calls=HIT_CALLS // 4
+                resolve_host, WEB, 80, calls=calls // 4
             )
         finally:
             await connector.close()
@@ -90,7 +100,7 @@ async def hit_costs(nameserver: str, host: str, port: int) -> dict[str, float]:
     stub.port = port
     stub.cache = dns.resolver.Cache()
     costs["dnspython asyncresolver + Cache hit"] = await ns_per_call(
-        stub.resolve, WEB + ".", "A", calls=HIT_CALLS // 20
+        stub.resolve, WEB + ".", "A", calls=calls // 20
     )
     return costs
 
