@@ -8,6 +8,7 @@ must survive are plain switches: ``servfail``, ``drop`` (silence), ``delay`` and
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import random
@@ -503,7 +504,7 @@ class ClusterDNS:
     # -- answers, as CoreDNS's kubernetes plugin builds them -----------------------------------
 
     def _resolve(
-        self, qname: dns.name.Name, rdtype: int, zone: _Zone
+        self, qname: dns.name.Name, rdtype: _T, zone: _Zone
     ) -> tuple[dns.rcode.Rcode, _Sections]:
         snapshot = self._snapshot
         depth = len(zone.origin)
@@ -604,16 +605,15 @@ class ClusterDNS:
         return entries or None
 
     def _addresses(
-        self, qname: dns.name.Name, rdtype: int, entries: list[_Entry]
+        self, qname: dns.name.Name, rdtype: _T, entries: list[_Entry]
     ) -> list[dns.rrset.RRset]:
         ipv6 = rdtype == _T.AAAA
-        seen: set[str] = set()
-        records = []
+        rrset = dns.rrset.RRset(qname, _IN, rdtype)
+        rrset.update_ttl(self._ttl)
         for ip, _, _ in entries:
-            if (":" in ip) == ipv6 and ip not in seen:
-                seen.add(ip)
-                records.append(_rr(qname, self._ttl, _address(ip)))
-        return records
+            if (":" in ip) == ipv6:
+                rrset.add(_address(ip))
+        return [rrset] if rrset else []
 
     def _srv(
         self, qname: dns.name.Name, apex: dns.name.Name, entries: list[_Entry]
@@ -679,6 +679,7 @@ def _counter_name(name: str) -> dns.name.Name:
         raise ValueError(f"name: {name!r} is not a domain name ({error})") from None
 
 
+@functools.lru_cache(maxsize=4096)
 def _address(ip: str) -> dns.rdata.Rdata:
     if ":" in ip:
         return AAAA(_IN, _T.AAAA, ip)
@@ -694,11 +695,24 @@ def _rr(name: dns.name.Name, ttl: int, rdata: dns.rdata.Rdata) -> dns.rrset.RRse
 
 def _loadbalance(records: list[dns.rrset.RRset]) -> list[dns.rrset.RRset]:
     """CoreDNS ``loadbalance``: address records shuffled, after all others."""
-    addresses = [rr for rr in records if rr.rdtype in (_T.A, _T.AAAA)]
-    if len(addresses) < 2:
+    addresses = [rrset for rrset in records if rrset.rdtype in (_T.A, _T.AAAA)]
+    if not addresses:
         return records
     random.shuffle(addresses)
-    return [rr for rr in records if rr.rdtype not in (_T.A, _T.AAAA)] + addresses
+    others = [rrset for rrset in records if rrset.rdtype not in (_T.A, _T.AAAA)]
+    return others + [_shuffled(rrset) for rrset in addresses]
+
+
+def _shuffled(rrset: dns.rrset.RRset) -> dns.rrset.RRset:
+    if len(rrset) < 2:
+        return rrset
+    rdatas = list(rrset)
+    random.shuffle(rdatas)
+    shuffled = dns.rrset.RRset(rrset.name, _IN, rrset.rdtype)
+    shuffled.update_ttl(rrset.ttl)
+    for rdata in rdatas:
+        shuffled.add(rdata)
+    return shuffled
 
 
 def _header_only(query_id: int, flags: int, rcode: dns.rcode.Rcode) -> bytes:
@@ -727,7 +741,7 @@ def _render(
             strict=True,
         ):
             for rrset in records:
-                renderer.add_rrset(section, rrset)
+                _add_records(renderer, section, rrset)
     except dns.exception.TooBig:
         renderer.flags |= dns.flags.TC
     if query.edns >= 0:
@@ -737,3 +751,14 @@ def _render(
     renderer.write_header()
     wire: bytes = renderer.get_wire()
     return wire
+
+
+def _add_records(renderer: Any, section: int, rrset: dns.rrset.RRset) -> None:
+    """The whole RRset if it fits, else its records one by one until one does not."""
+    try:
+        renderer.add_rrset(section, rrset, want_shuffle=False)
+    except dns.exception.TooBig:
+        if len(rrset) == 1:
+            raise
+        for rdata in rrset:
+            renderer.add_rrset(section, _rr(rrset.name, rrset.ttl, rdata))
