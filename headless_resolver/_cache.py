@@ -45,6 +45,10 @@ class CachePolicy:
             value = getattr(self, field_name)
             if not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{field_name}: {value!r} must be a number >= 0")
+        if self.min_ttl <= 0 or self.negative_ttl_cap <= 0:
+            raise ValueError(
+                "min_ttl and negative_ttl_cap must be positive: a zero TTL requeries without pause"
+            )
         if self.min_ttl > self.max_ttl:
             raise ValueError(f"min_ttl {self.min_ttl} is above max_ttl {self.max_ttl}")
         if self.negative_grace < 0:
@@ -60,8 +64,9 @@ class CachePolicy:
         return min(max(ttl, self.min_ttl), self.max_ttl)
 
     def negative_ttl(self, ttl: float | None) -> float:
-        """The SOA-derived negative TTL, capped; without an SOA, ``min_ttl`` (RFC 2308 §5)."""
-        return min(self.min_ttl if ttl is None else max(ttl, 0.0), self.negative_ttl_cap)
+        """The SOA-derived negative TTL, at least ``min_ttl``, capped; without an SOA,
+        ``min_ttl`` (RFC 2308 §5)."""
+        return min(self.min_ttl if ttl is None else max(ttl, self.min_ttl), self.negative_ttl_cap)
 
     def refresh_delay(self, ttl: float, rng: random.Random) -> float:
         if self.refresh_ahead is None:

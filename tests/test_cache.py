@@ -139,6 +139,8 @@ def test_policy_rejects_nonsense() -> None:
         CachePolicy(refresh_ahead=1.5)
     with pytest.raises(ValueError, match="stale_ttl"):
         CachePolicy(stale_ttl=-1)
+    with pytest.raises(ValueError, match="must be positive"):
+        CachePolicy(min_ttl=0)
 
 
 def test_store_is_bounded_and_reports_evictions() -> None:

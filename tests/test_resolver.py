@@ -11,6 +11,7 @@ import logging
 import random
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -623,3 +624,65 @@ async def test_servfail_on_refresh_serves_stale_then_recovers(
     cluster_dns.servfail = False
     await until(lambda: not resolver.peek("web").stale)  # type: ignore[union-attr]
     assert (await resolver.resolve("web")).version == first.version
+
+
+# -- lifecycle of entries ---------------------------------------------------------------------
+
+
+async def test_unused_names_stop_being_refreshed(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    clock = FakeClock()
+    resolver = open_resolver(make_knot_dns([web()], ttl=1), clock=clock, idle_after=30.0)
+    await resolver.resolve("web")
+    clock.advance(31)  # unused for longer than idle_after when the refresh comes due
+    await until(lambda: not [t for t in resolver_tasks() if "fresh" in t.get_name()])
+    assert (resolver.stats.refreshes, resolver.stats.queries) == (0, 2)
+    await resolver.resolve("web")  # used again: expired, so this one asks DNS
+    assert resolver.stats.queries == 4
+    assert [t for t in resolver_tasks() if "fresh" in t.get_name()]
+
+
+async def test_entries_are_bounded(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver
+) -> None:
+    knot = make_knot_dns([web(name=n) for n in ("a", "b", "c")])
+    resolver = open_resolver(knot, max_entries=2)
+    for name in ("a", "b", "c"):
+        await resolver.resolve(name)
+    assert resolver.stats.queries == 6
+    await resolver.resolve("c")
+    assert resolver.stats.queries == 6
+    await resolver.resolve("a")  # the least recently refreshed entry was dropped
+    assert resolver.stats.queries == 8
+
+
+async def test_namespace_and_nameservers_come_from_resolv_conf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.1\nsearch shop.svc.k8s.example svc.k8s.example\n")
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    async with HeadlessResolver(resolv_conf=conf) as resolver:
+        assert (resolver.namespace, resolver.cluster_domain) == ("shop", "k8s.example")
+    monkeypatch.setenv("POD_NAMESPACE", "ops")
+    async with HeadlessResolver(resolv_conf=conf) as resolver:
+        assert (resolver.namespace, resolver.cluster_domain) == ("ops", "k8s.example")
+    with pytest.raises(ValueError, match="no nameservers"):
+        HeadlessResolver(resolv_conf=tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"attempts": 0}, "attempts"),
+        ({"timeout": 0}, "timeout"),
+        ({"max_entries": 0}, "max_entries"),
+        ({"min_ttl": 5.0, "max_ttl": 1.0}, "min_ttl"),
+        ({"refresh_ahead": 1.0}, "refresh_ahead"),
+        ({"backend": "bind"}, "backend"),
+    ],
+)
+def test_bad_options_are_refused(options: dict[str, Any], says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        HeadlessResolver(["127.0.0.1:53"], **options)
