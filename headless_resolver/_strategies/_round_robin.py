@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
-import random
 
 from headless_resolver._endpoints import Endpoint
-from headless_resolver._health import PassiveHealth
-from headless_resolver._strategies._base import ATTEMPTS, Accept, BaseStrategy, SetTable
+from headless_resolver._strategies._base import (
+    ATTEMPTS,
+    Accept,
+    BaseStrategy,
+    SetTable,
+    identity_order,
+)
 
 SCHEDULE_SLOTS_PER_ENDPOINT = 16
 """Bounds a weighted schedule's length; finer weight ratios are rounded to fit."""
@@ -18,40 +23,43 @@ SCHEDULE_SLOTS_PER_ENDPOINT = 16
 class _Rotation(SetTable):
     __slots__ = ("counter", "schedule")
 
-    def __init__(self, endpoints: tuple[Endpoint, ...], counter: itertools.count[int]) -> None:
+    def __init__(
+        self,
+        endpoints: tuple[Endpoint, ...],
+        schedule: tuple[Endpoint, ...],
+        counter: itertools.count[int],
+    ) -> None:
         super().__init__(endpoints)
+        self.schedule = schedule
         self.counter = counter
-        self.schedule = weighted_schedule(endpoints)
 
 
 class RoundRobin(BaseStrategy[_Rotation]):
     """Each endpoint in turn; endpoints with a larger SRV weight take proportionally more turns.
 
     The turns of a weighted set are interleaved (``a b a c a``, not ``a a a b c``), precomputed
-    once per set version, so a pick is O(1). The rotation counter belongs to the service name
-    and survives set changes: a new pod takes its turns from the next round, and no pod gets a
-    burst when the set changes. Skipped turns (ejected or already tried endpoints) go to a
-    random other turn, not to the next endpoint, which would otherwise get double traffic.
+    once per set version, so a pick is O(1). Endpoints take turns in a canonical order (DNS
+    shuffles records), and a new version of the set resumes the rotation at the endpoint that
+    was due next (or its successor, if it left): a new pod takes its turn within one round, and
+    however often the set changes, no pod is favoured or starved. Skipped turns (ejected or
+    already tried endpoints) go to a random other turn, not to the next endpoint, which would
+    otherwise get double traffic.
 
     Thread safety: ``next()`` on an ``itertools.count`` is atomic in CPython and tables are
     immutable, so picks take no lock.
     """
 
-    def __init__(
-        self, *, health: PassiveHealth | None = None, rng: random.Random | None = None
-    ) -> None:
-        super().__init__(health=health, rng=rng)
-
     def __repr__(self) -> str:
         return f"RoundRobin(health={self.health!r})"
 
     def _build(self, endpoints: tuple[Endpoint, ...], previous: _Rotation | None) -> _Rotation:
-        counter = (
-            previous.counter
-            if previous is not None
-            else itertools.count(self._rng.randrange(1 << 30))
-        )
-        return _Rotation(endpoints, counter)
+        schedule = weighted_schedule(endpoints)
+        if previous is None or not previous.schedule or not schedule:
+            start = self._rng.randrange(max(1, len(schedule)))
+        else:
+            upcoming = previous.schedule[next(previous.counter) % len(previous.schedule)]
+            start = resume_position(schedule, endpoints, upcoming)
+        return _Rotation(endpoints, schedule, itertools.count(start))
 
     def _select(self, table: _Rotation, key: str | None, accept: Accept | None) -> Endpoint | None:
         schedule = table.schedule
@@ -64,6 +72,15 @@ class RoundRobin(BaseStrategy[_Rotation]):
             if accept(endpoint):
                 return endpoint
         return None
+
+
+def resume_position(
+    schedule: tuple[Endpoint, ...], endpoints: tuple[Endpoint, ...], upcoming: Endpoint
+) -> int:
+    """Where a new schedule continues: the first turn of ``upcoming`` or of its successor."""
+    order = [identity_order(endpoint) for endpoint in endpoints]
+    successor = endpoints[bisect.bisect_left(order, identity_order(upcoming)) % len(endpoints)]
+    return schedule.index(successor)
 
 
 def weighted_schedule(endpoints: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:

@@ -1,0 +1,513 @@
+"""Selection strategies: spread, weights, peak-EWMA, consistent hashing, churn and threads."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from headless_resolver import (
+    Endpoint,
+    EndpointSet,
+    LeastLatency,
+    NoEndpointsAvailable,
+    PassiveHealth,
+    RoundRobin,
+    Sticky,
+    Strategy,
+)
+from headless_resolver._strategies import BaseStrategy
+from headless_resolver._strategies._round_robin import weighted_schedule
+
+KEYS = [f"user-{i}" for i in range(100_000)]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def pods(count: int, *, first: int = 0, weights: list[int] | None = None) -> list[Endpoint]:
+    return [
+        Endpoint(
+            f"10.{i // 65536}.{i // 256 % 256}.{i % 256}",
+            8080,
+            f"web-{i}",
+            weight=0 if weights is None else weights[i - first],
+        )
+        for i in range(first, first + count)
+    ]
+
+
+def service(endpoints: list[Endpoint], version: int = 1) -> EndpointSet:
+    return EndpointSet("web.default.svc.cluster.local", endpoints, version=version)
+
+
+ALL = [
+    pytest.param(lambda: RoundRobin(rng=random.Random(7)), id="round-robin"),
+    pytest.param(lambda: LeastLatency(rng=random.Random(7)), id="least-latency"),
+    pytest.param(lambda: Sticky("x-user", rng=random.Random(7)), id="sticky"),
+]
+MakeStrategy = Callable[[], BaseStrategy[Any]]
+
+
+# The protocol every strategy honours.
+
+
+@pytest.mark.parametrize("make", ALL)
+def test_every_strategy_is_a_strategy(make: MakeStrategy) -> None:
+    strategy = make()
+    assert isinstance(strategy, Strategy)
+    assert isinstance(strategy.health, PassiveHealth)
+
+
+@pytest.mark.parametrize("make", ALL)
+def test_an_empty_set_is_an_error_not_a_silent_none(make: MakeStrategy) -> None:
+    with pytest.raises(NoEndpointsAvailable, match="no endpoints"):
+        make().pick(service([]), "k")
+
+
+@pytest.mark.parametrize("make", ALL)
+def test_retries_go_to_an_endpoint_not_yet_tried(make: MakeStrategy) -> None:
+    strategy = make()
+    endpoints = service(pods(3))
+    tried: list[Endpoint] = []
+    for _ in range(3):
+        endpoint = strategy.pick(endpoints, "user-1", exclude=tried)
+        assert endpoint not in tried
+        tried.append(endpoint)
+        strategy.observe(endpoint, 0.01, ok=False, status=503)
+    with pytest.raises(NoEndpointsAvailable, match="were tried"):
+        strategy.pick(endpoints, "user-1", exclude=tried)
+
+
+@pytest.mark.parametrize("make", ALL)
+def test_a_plain_sequence_works_like_a_set(make: MakeStrategy) -> None:
+    strategy = make()
+    endpoints = pods(4)
+    picked = {strategy.pick(endpoints, f"user-{i}") for i in range(100)}
+    assert picked <= set(endpoints)
+    assert strategy.pick(endpoints[:1], "user-1") == endpoints[0]
+
+
+@pytest.mark.parametrize("make", ALL)
+def test_impossible_latencies_are_refused(make: MakeStrategy) -> None:
+    strategy = make()
+    endpoint = strategy.pick(pods(2), "k")
+    for latency in (-0.1, math.nan, math.inf):
+        with pytest.raises(ValueError, match="latency_s"):
+            strategy.observe(endpoint, latency, ok=True)
+
+
+@pytest.mark.parametrize("make", ALL)
+def test_set_churn_while_picking_only_yields_current_members(make: MakeStrategy) -> None:
+    strategy = make()
+    rng = random.Random(3)
+    universe = pods(40)
+    for version in range(1, 200):
+        current = service(rng.sample(universe, rng.randint(1, 12)), version)
+        for i in range(5):
+            endpoint = strategy.pick(current, f"user-{i}")
+            assert endpoint in current
+            strategy.observe(endpoint, rng.uniform(0.001, 0.05), ok=rng.random() > 0.05)
+
+
+@pytest.mark.parametrize("make", ALL)
+def test_shared_by_threads_while_the_set_changes(make: MakeStrategy) -> None:
+    strategy = make()
+    universe = pods(12)
+    sets = [service(universe[:8], 1), service(universe[4:], 2)]
+    current = [sets[0]]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for i in range(2000):
+                endpoints = current[0]
+                endpoint = strategy.pick(endpoints, f"user-{rng.randrange(50)}")
+                assert endpoint in endpoints
+                if i % 10 == 0:
+                    strategy.release(endpoint)
+                else:
+                    strategy.observe(endpoint, rng.uniform(0.001, 0.01), ok=True)
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    def churn() -> None:
+        flip = 0
+        while not stop.is_set():
+            flip += 1
+            current[0] = sets[flip % 2]
+
+    churner = threading.Thread(target=churn)
+    clients = [threading.Thread(target=client, args=(seed,)) for seed in range(8)]
+    churner.start()
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+    stop.set()
+    churner.join()
+    assert errors == []
+    if isinstance(strategy, LeastLatency):
+        in_flight = [
+            len(estimate.in_flight) for ep in universe[4:8] if (estimate := strategy.estimate(ep))
+        ]
+        assert in_flight == [0, 0, 0, 0], "every pick was released exactly once"
+
+
+# RoundRobin
+
+
+def test_round_robin_visits_every_endpoint_once_per_round() -> None:
+    strategy = RoundRobin(rng=random.Random(1))
+    endpoints = service(pods(5))
+    picks = [strategy.pick(endpoints) for _ in range(500)]
+    for start in range(0, 500, 5):
+        assert set(picks[start : start + 5]) == set(endpoints)
+
+
+def test_round_robin_order_ignores_the_dns_record_order() -> None:
+    endpoints = pods(6)
+    shuffled = endpoints[:]
+    random.Random(2).shuffle(shuffled)
+    first, second = RoundRobin(rng=random.Random(1)), RoundRobin(rng=random.Random(1))
+    one = [first.pick(service(endpoints)) for _ in range(12)]
+    other = [second.pick(service(shuffled)) for _ in range(12)]
+    assert one == other
+
+
+def test_round_robin_gives_a_new_pod_its_turn_in_the_next_round() -> None:
+    strategy = RoundRobin(rng=random.Random(1))
+    old = pods(3)
+    for _ in range(7):
+        strategy.pick(service(old, 1))
+    newcomer = pods(1, first=3)[0]
+    grown = service([*old, newcomer], 2)
+    assert newcomer in {strategy.pick(grown) for _ in range(4)}
+
+
+def test_round_robin_set_changes_neither_reset_nor_skew_the_rotation() -> None:
+    strategy = RoundRobin(rng=random.Random(1))
+    stable, flapping = pods(4), pods(1, first=4)[0]
+    counts: Counter[Endpoint] = Counter()
+    for version in range(1, 3001):
+        members = [*stable, flapping] if version % 2 else stable
+        for _ in range(version % 3 + 1):  # changes land at every phase of the rotation
+            counts[strategy.pick(service(members, version))] += 1
+    stable_counts = [counts[ep] for ep in stable]
+    assert max(stable_counts) / min(stable_counts) < 1.05
+
+
+def test_round_robin_hands_skipped_turns_to_random_others() -> None:
+    health = PassiveHealth()
+    strategy = RoundRobin(health=health, rng=random.Random(1))
+    endpoints = service(pods(4))
+    strategy.pick(endpoints)
+    strategy.observe(endpoints[1], 0.001, ok=False)
+    counts = Counter(strategy.pick(endpoints) for _ in range(3000))
+    assert endpoints[1] not in counts
+    assert max(counts.values()) / min(counts.values()) < 1.15, counts
+
+
+def test_weighted_round_robin_follows_srv_weights_smoothly() -> None:
+    endpoints = pods(3, weights=[50, 30, 20])
+    schedule = weighted_schedule(tuple(endpoints))
+    assert Counter(schedule) == {endpoints[0]: 5, endpoints[1]: 3, endpoints[2]: 2}
+    strategy = RoundRobin(rng=random.Random(1))
+    picks = [strategy.pick(service(endpoints)) for _ in range(1000)]
+    assert Counter(picks) == {endpoints[0]: 500, endpoints[1]: 300, endpoints[2]: 200}
+    for length in range(1, 11):  # every prefix of a round is within one turn of its share
+        prefix = Counter(schedule[:length])
+        for endpoint in endpoints:
+            assert abs(prefix[endpoint] - length * endpoint.weight / 100) < 1
+
+
+@pytest.mark.parametrize("weight", [0, 33, 100])
+def test_equal_weights_and_coredns_zero_weights_are_unweighted(weight: int) -> None:
+    endpoints = pods(3, weights=[weight] * 3)
+    assert weighted_schedule(tuple(endpoints)) == tuple(endpoints)
+
+
+def test_zero_weight_among_weighted_gets_the_smallest_share() -> None:
+    endpoints = pods(3, weights=[0, 10, 20])
+    assert Counter(weighted_schedule(tuple(endpoints))) == {
+        endpoints[0]: 1,
+        endpoints[1]: 10,
+        endpoints[2]: 20,
+    }
+
+
+def test_huge_weight_ratios_are_rounded_into_a_bounded_schedule() -> None:
+    weights = [65535, 1, 40000, 7, 12345]
+    endpoints = pods(5, weights=weights)
+    schedule = weighted_schedule(tuple(endpoints))
+    assert len(schedule) <= 16 * 5 + 5
+    counts = Counter(schedule)
+    assert counts[endpoints[1]] == 1
+    assert counts[endpoints[0]] / len(schedule) == pytest.approx(65535 / sum(weights), abs=0.02)
+
+
+# LeastLatency
+
+
+def test_peak_ewma_jumps_up_and_decays_down() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(decay=10.0, clock=clock)
+    endpoint = pods(1)[0]
+    strategy.pick([endpoint])
+    estimate = strategy.estimate(endpoint)
+    assert estimate is not None
+    strategy.observe(endpoint, 0.1, ok=True)
+    assert estimate.state == (0.1, clock.now)
+    clock.advance(1.0)
+    strategy.observe(endpoint, 0.3, ok=True)
+    assert estimate.state == (0.3, clock.now), "a slower sample replaces the estimate"
+    clock.advance(10.0)
+    strategy.observe(endpoint, 0.1, ok=True)
+    assert estimate.state is not None
+    expected = 0.3 * math.exp(-1) + 0.1 * (1 - math.exp(-1))
+    assert estimate.state[0] == pytest.approx(expected)
+
+
+def test_cost_is_the_estimate_times_in_flight_plus_one() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock)
+    endpoint = pods(1)[0]
+    strategy.pick([endpoint])
+    strategy.observe(endpoint, 0.02, ok=True)
+    estimate = strategy.estimate(endpoint)
+    assert estimate is not None
+    assert strategy.cost(estimate, clock.now) == pytest.approx(0.02)
+    strategy.pick([endpoint])
+    strategy.pick([endpoint])
+    assert strategy.cost(estimate, clock.now) == pytest.approx(0.06)
+    strategy.release(endpoint)
+    assert strategy.cost(estimate, clock.now) == pytest.approx(0.04)
+    clock.advance(10.0)  # idle: the estimate read decays toward zero
+    assert strategy.cost(estimate, clock.now) == pytest.approx(0.04 * math.exp(-1))
+
+
+def warmed(strategy: LeastLatency, endpoints: EndpointSet, latency: Callable[[int], float]) -> None:
+    for index, endpoint in enumerate(endpoints):
+        others = [other for other in endpoints if other != endpoint]
+        strategy.observe(strategy.pick(endpoints, exclude=others), latency(index), ok=True)
+
+
+def test_two_random_choices_spread_load_instead_of_herding_on_the_fastest() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock, rng=random.Random(5))
+    endpoints = service(pods(10))
+    warmed(strategy, endpoints, lambda i: 0.001 * (i + 1))
+    counts: Counter[Endpoint] = Counter()
+    for _ in range(5000):
+        endpoint = strategy.pick(endpoints)
+        counts[endpoint] += 1
+        strategy.release(endpoint)
+    fastest, slowest = endpoints[0], endpoints[9]
+    # The fastest wins every pair it is drawn into (2 in 10), never every pick.
+    assert 0.15 < counts[fastest] / 5000 < 0.25
+    assert counts[slowest] == 0
+
+
+def test_in_flight_requests_push_picks_to_other_endpoints() -> None:
+    strategy = LeastLatency(clock=FakeClock(), rng=random.Random(5))
+    endpoints = service(pods(5))
+    warmed(strategy, endpoints, lambda i: 0.01)
+    for _ in range(100):
+        strategy.pick(endpoints)  # none completes
+    in_flight = []
+    for endpoint in endpoints:
+        estimate = strategy.estimate(endpoint)
+        assert estimate is not None
+        in_flight.append(len(estimate.in_flight))
+    assert sum(in_flight) == 100
+    assert max(in_flight) - min(in_flight) <= 4
+
+
+def test_a_new_endpoint_is_probed_one_request_at_a_time() -> None:
+    strategy = LeastLatency(clock=FakeClock(), rng=random.Random(5), default_rtt=0.03)
+    warm = pods(5)
+    warmed(strategy, service(warm, 1), lambda i: 0.001)
+    newcomer = pods(1, first=5)[0]
+    grown = service([*warm, newcomer], 2)
+    picks = Counter(strategy.pick(grown) for _ in range(50))
+    assert picks[newcomer] == 1, "probed, but not flooded while its first answer is pending"
+    strategy.observe(newcomer, 0.001, ok=True)
+    assert strategy.pick(grown, exclude=warm) == newcomer
+
+
+def test_fast_failures_count_as_slow() -> None:
+    clock = FakeClock()
+    health = PassiveHealth(consecutive_connect_failures=1000, clock=clock)
+    strategy = LeastLatency(clock=clock, health=health, rng=random.Random(5))
+    endpoints = service(pods(4))
+    warmed(strategy, endpoints, lambda i: 0.01)
+    broken = endpoints[0]
+    counts: Counter[Endpoint] = Counter()
+    for _ in range(2000):
+        endpoint = strategy.pick(endpoints)
+        counts[endpoint] += 1
+        if endpoint == broken:
+            strategy.observe(endpoint, 0.0005, ok=False)  # refused at once
+        else:
+            strategy.observe(endpoint, 0.01, ok=True)
+        clock.advance(0.001)
+    assert counts[broken] < 20, counts
+
+
+def test_least_latency_forgets_endpoints_that_left_the_set() -> None:
+    strategy = LeastLatency(clock=FakeClock())
+    a, b, c = pods(3)
+    strategy.observe(strategy.pick(service([a, b, c], 1)), 0.01, ok=True)
+    strategy.pick(service([b, c], 2))
+    assert strategy.estimate(a) is None
+    strategy.observe(a, 0.01, ok=True)  # a late answer from the departed pod
+    assert strategy.estimate(a) is None
+
+
+@pytest.mark.parametrize("options", [{"decay": 0}, {"default_rtt": 0}, {"failure_penalty": -1}])
+def test_least_latency_refuses_nonsense_configuration(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+        LeastLatency(**options)
+
+
+def test_slow_endpoint_gets_few_requests_in_a_simulation() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock, rng=random.Random(11))
+    endpoints = service(pods(10))
+    slow = endpoints[3]
+    counts: Counter[Endpoint] = Counter()
+    for _ in range(5000):
+        endpoint = strategy.pick(endpoints)
+        counts[endpoint] += 1
+        strategy.observe(endpoint, 0.055 if endpoint == slow else 0.005, ok=True)
+        clock.advance(0.002)
+    assert counts[slow] / 5000 < 0.02
+
+
+# Sticky
+
+
+def assignment(strategy: Sticky, endpoints: EndpointSet, keys: list[str]) -> list[Endpoint]:
+    return [strategy.pick(endpoints, key) for key in keys]
+
+
+def test_sticky_maps_a_key_to_the_same_endpoint_on_every_client() -> None:
+    endpoints = pods(20)
+    shuffled = endpoints[:]
+    random.Random(4).shuffle(shuffled)
+    one = assignment(Sticky("x-user", rng=random.Random(1)), service(endpoints), KEYS[:2000])
+    other = assignment(Sticky("x-user", rng=random.Random(2)), service(shuffled), KEYS[:2000])
+    assert one == other
+    assert len(set(one)) == 20
+
+
+@pytest.mark.parametrize("count", [10, 100])
+def test_sticky_balances_100k_keys_within_ten_percent(count: int) -> None:
+    loads = Counter(assignment(Sticky("x-user"), service(pods(count)), KEYS))
+    assert max(loads.values()) / (len(KEYS) / count) <= 1.1
+
+
+def test_sticky_balance_at_1000_endpoints_is_as_good_as_uniform_hashing() -> None:
+    # With 100 keys per endpoint, chance alone puts the busiest near 1.3 x the mean: compare
+    # with an ideal uniform hash of the same keys rather than with a fixed number.
+    count, mean = 1000, len(KEYS) / 1000
+    loads = Counter(assignment(Sticky("x-user"), service(pods(count)), KEYS))
+    uniform = Counter(
+        int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest()) % count
+        for key in KEYS
+    )
+    assert len(loads) == count
+    assert max(loads.values()) / mean <= max(uniform.values()) / mean + 0.1
+
+
+@pytest.mark.parametrize("count", [10, 100])
+def test_removing_an_endpoint_moves_only_its_keys(count: int) -> None:
+    strategy = Sticky("x-user")
+    endpoints = pods(count)
+    keys = KEYS[:50_000]
+    before = assignment(strategy, service(endpoints, 1), keys)
+    for version, removed in enumerate(random.Random(count).sample(endpoints, 2), start=2):
+        after = assignment(strategy, service([e for e in endpoints if e != removed], version), keys)
+        moved = [(old, new) for old, new in zip(before, after, strict=True) if old != new]
+        assert {old for old, _ in moved} == {removed}
+        assert len(moved) / len(keys) <= 1.2 / count
+
+
+@pytest.mark.parametrize("count", [10, 100])
+def test_adding_an_endpoint_moves_keys_only_to_it(count: int) -> None:
+    strategy = Sticky("x-user")
+    endpoints = pods(count)
+    keys = KEYS[:50_000]
+    before = assignment(strategy, service(endpoints, 1), keys)
+    newcomer = pods(1, first=count)[0]
+    after = assignment(strategy, service([*endpoints, newcomer], 2), keys)
+    moved = [new for old, new in zip(before, after, strict=True) if old != new]
+    assert set(moved) == {newcomer}
+    assert 0.8 / (count + 1) <= len(moved) / len(keys) <= 1.2 / (count + 1)
+
+
+def test_keys_of_an_ejected_endpoint_go_elsewhere_and_come_back() -> None:
+    clock = FakeClock()
+    strategy = Sticky("x-user", health=PassiveHealth(clock=clock))
+    endpoints = service(pods(10))
+    keys = KEYS[:5000]
+    before = assignment(strategy, endpoints, keys)
+    ejected = before[0]
+    strategy.observe(ejected, 0.001, ok=False)
+    during = assignment(strategy, endpoints, keys)
+    without = assignment(Sticky("x-user"), service([e for e in endpoints if e != ejected], 2), keys)
+    assert during == without, "its keys take the choice they would have with it removed"
+    assert ejected not in during
+    clock.advance(31)
+    assert assignment(strategy, endpoints, keys) == before
+
+
+def test_keyless_requests_use_the_fallback_strategy() -> None:
+    fallback = LeastLatency(rng=random.Random(1))
+    strategy = Sticky("x-user", fallback=fallback)
+    assert strategy.health is fallback.health
+    endpoints = service(pods(4))
+    picked = strategy.pick(endpoints)
+    estimate = fallback.estimate(picked)
+    assert estimate is not None
+    assert len(estimate.in_flight) == 1
+    strategy.observe(picked, 0.01, ok=True)
+    assert len(estimate.in_flight) == 0
+    round_robin = Sticky("x-user")
+    assert Counter(round_robin.pick(endpoints) for _ in range(400)) == dict.fromkeys(endpoints, 100)
+
+
+def test_sticky_key_comes_from_a_header_or_a_callable() -> None:
+    request = httpx.Request("GET", "http://web/", headers={"X-User": "alice"})
+    assert Sticky("x-user").key_for(request) == "alice"
+    assert Sticky("x-tenant").key_for(request) is None
+    assert Sticky(lambda r: r.headers["x-user"].upper()).key_for(request) == "ALICE"
+    assert RoundRobin().key_for(request) is None
+    with pytest.raises(TypeError, match="returned int"):
+        Sticky(lambda r: 42).key_for(request)  # type: ignore[arg-type,return-value]
+
+
+def test_sticky_refuses_nonsense_configuration() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        Sticky("")
+    with pytest.raises(TypeError, match="header name or a callable"):
+        Sticky(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="share one PassiveHealth"):
+        Sticky("x-user", fallback=RoundRobin(), health=PassiveHealth())
