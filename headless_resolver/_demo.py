@@ -146,7 +146,7 @@ async def _drive(
         await asyncio.sleep(max(0.0, started + gap - time.monotonic()))
 
 
-class _Progress:
+class ProgressDisplay:
     """One updating line on a terminal; a plain line every few seconds otherwise."""
 
     def __init__(self, stream: TextIO, seconds: float) -> None:
@@ -216,7 +216,7 @@ async def run_demo(
             started = time.monotonic()
             deadline = started + seconds
             rng = random.Random(seed)
-            display = _Progress(progress, seconds)
+            display = ProgressDisplay(progress, seconds)
 
             def at(fraction: float) -> float:
                 return started + fraction * seconds - time.monotonic()

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
 import socket
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from headless_resolver import cli
+from headless_resolver._demo import ClientTally, DemoReport, ProgressDisplay
 from headless_resolver.testing import LocalCluster
 
 COMMAND = Path(sys.executable).with_name("headless-resolver")
@@ -257,7 +260,7 @@ async def test_short_demo_sends_traffic_to_every_pod_without_headless_errors() -
     per_pod = parse_table(lines, "pod")
     headless = ["round-robin", "least-latency", "sticky"]
     columns = per_pod.pop("pod")
-    assert columns == [*headless, "plain-httpx"]
+    assert columns == [*headless, "plain-httpx", "note"]
     header = clients.pop("client")
     for name in headless:
         row = dict(zip(header, clients[name], strict=True))
@@ -268,4 +271,36 @@ async def test_short_demo_sends_traffic_to_every_pod_without_headless_errors() -
     assert set(per_pod) == {f"web-{n}" for n in range(5)}
     for pod, counts in per_pod.items():
         assert sum(int(c) for c in counts[:3]) > 0, f"{pod} got no headless traffic:\n{out}"
+    progress = [line for line in err.splitlines() if "/3 s  pods " in line]
+    assert progress, f"no progress lines on stderr: {err!r}"
     assert "Traceback" not in err
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stream", "ends_with"), [(Terminal(), "\r\033[K"), (io.StringIO(), "\n")])
+def test_demo_progress_is_one_updating_line_on_a_terminal_and_plain_lines_otherwise(
+    stream: io.StringIO, ends_with: str
+) -> None:
+    report = DemoReport(
+        pods=3, seconds=10, ttl=1, slow_pod="web-1", failing_pod="web-2",
+        clients=[ClientTally("round-robin", per_pod=Counter({"web-0": 7}))],
+    )  # fmt: skip
+    display = ProgressDisplay(stream, seconds=10)
+    display.show(report, elapsed=1.5, pods=3)
+    display.show(report, elapsed=2.5, pods=4)
+    display.done()
+
+    text = stream.getvalue()
+    assert text.endswith(ends_with)
+    if isinstance(stream, Terminal):
+        assert "\n" not in text
+        assert text.count("\r\033[K") == 3
+    else:
+        assert text.splitlines() == [
+            "  1.5/10 s  pods 3  requests 7  errors 0  [warming up]",
+            "  2.5/10 s  pods 4  requests 7  errors 0  [warming up]",
+        ]
