@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -102,3 +104,13 @@ async def test_unknown_service_is_an_os_error_aiohttp_reports(
     async with session(HeadlessAiohttpResolver(resolver)) as http:
         with pytest.raises(aiohttp.ClientConnectorDNSError):
             await http.get("http://nothing.default.svc.cluster.local/")
+
+
+def test_aiohttp_stays_optional() -> None:
+    code = (
+        "import sys, headless_resolver\n"
+        "assert 'aiohttp' not in sys.modules\n"
+        "headless_resolver.HeadlessAiohttpResolver\n"
+        "assert 'aiohttp' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -203,7 +203,7 @@ async def test_port_from_a_named_port_rule_via_srv(
     pods = await cluster.add_service("web", pods=3, port=0, port_name="api")
     async with client(HeadlessTransport(resolver, ports={WEB: "api"})) as http:
         bodies = [(await http.get(f"http://{WEB}/")).json() for _ in range(6)]
-    assert sorted(b["ip"] for b in bodies) == sorted(pod.ip for pod in pods) * 2
+    assert sorted(b["ip"] for b in bodies) == sorted(pod.ip for pod in pods for _ in range(2))
     assert {b["host"] for b in bodies} == {WEB}
 
 
@@ -213,7 +213,7 @@ async def test_port_from_the_scheme_named_port(
     pods = await cluster.add_service("web", pods=2, port=0, port_name="http")
     async with client(HeadlessTransport(resolver, srv_from_scheme=True)) as http:
         bodies = [(await http.get(f"http://{WEB}/")).json() for _ in range(4)]
-    assert sorted(b["ip"] for b in bodies) == sorted(pod.ip for pod in pods) * 2
+    assert sorted(b["ip"] for b in bodies) == sorted(pod.ip for pod in pods for _ in range(2))
 
 
 async def test_per_pod_name_goes_to_that_pod_only(
@@ -225,6 +225,8 @@ async def test_per_pod_name_goes_to_that_pod_only(
             response = await http.get(f"http://web-1.{WEB}:8080/")
             assert response.json()["host"] == f"web-1.{WEB}:8080"
         pods[1].refuse = True
+        pods[1].reset_connections()
+        await eventually(lambda: pods[1].open_connections == 0)
         with pytest.raises(httpx.ConnectError) as failure:
             await http.get(f"http://web-1.{WEB}:8080/")
     assert served(pods) == [0, 5, 0]

@@ -53,8 +53,10 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
     Retries: a request that never reached a pod (refused, reset while connecting, connect or
     pool timeout) is tried again on another pod, whatever its method; one that may have been
     sent is retried only when idempotent with an in-memory body. Never the same pod twice;
-    at most ``retries`` extra attempts. HTTP statuses are never retried, but those in
-    ``failure_statuses`` count as failures for the strategy's health.
+    at most ``retries`` extra attempts. The latency to the response headers and the outcome
+    go to ``strategy.observe()`` and so to its health: connection errors and statuses in
+    ``failure_statuses`` (default: those of ``strategy.health``, 502/503/504) are failures.
+    Statuses are never retried: the response is the caller's to see.
 
     The httpx options (``verify``, ``cert``, ``http1``, ``http2``, ``limits``,
     ``local_address``, ``socket_options``, ``connect_retries`` = httpx's ``retries``) apply
@@ -74,7 +76,7 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
         ports: Mapping[str, str] | None = None,
         srv_from_scheme: bool = False,
         retries: int = 2,
-        failure_statuses: Collection[int] = (502, 503, 504),
+        failure_statuses: Collection[int] | None = None,
         verify: ssl.SSLContext | str | bool = True,
         cert: CertTypes | None = None,
         trust_env: bool = True,
@@ -93,7 +95,9 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
         self._resolver = HeadlessResolver() if resolver is None else resolver
         self._strategy: Strategy = RoundRobin() if strategy is None else strategy
         self._retries = retries
-        self._failure_statuses = frozenset(failure_statuses)
+        self._failure_statuses = frozenset(
+            self._strategy.health.failure_statuses if failure_statuses is None else failure_statuses
+        )
         ports = dict(ports or {})
         self._ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
         socket_options = None if socket_options is None else list(socket_options)
@@ -141,7 +145,7 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
         if endpoints.version != route.version:
             for pool in self._router.update(route, endpoints):
                 await pool.transport.aclose()
-        attempts = Attempts()
+        attempts = Attempts(route)
         try:
             return await self._attempt(request, route, endpoints, attempts)
         except httpx.TransportError as exc:

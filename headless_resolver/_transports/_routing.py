@@ -119,11 +119,13 @@ def retryable(request: httpx.Request, exc: BaseException) -> bool:
 class Attempts:
     """The pods one request has tried, and the last error one of them gave."""
 
+    route: Route
     tried: list[Endpoint] = field(default_factory=list)
     last_error: httpx.TransportError | None = None
 
     def noted(self, exc: httpx.TransportError) -> httpx.TransportError:
-        exc.add_note("tried pods: " + ", ".join(e.netloc() for e in self.tried))
+        port = self.route.default_port
+        exc.add_note("tried pods: " + ", ".join(e.netloc(port) for e in self.tried))
         return exc
 
 

@@ -88,7 +88,7 @@ class SyncHeadlessTransport(httpx.BaseTransport):
         ports: Mapping[str, str] | None = None,
         srv_from_scheme: bool = False,
         retries: int = 2,
-        failure_statuses: Collection[int] = (502, 503, 504),
+        failure_statuses: Collection[int] | None = None,
         resolve_timeout: float = 30.0,
         verify: ssl.SSLContext | str | bool = True,
         cert: CertTypes | None = None,
@@ -110,7 +110,9 @@ class SyncHeadlessTransport(httpx.BaseTransport):
         )
         self._strategy: Strategy = RoundRobin() if strategy is None else strategy
         self._retries = retries
-        self._failure_statuses = frozenset(failure_statuses)
+        self._failure_statuses = frozenset(
+            self._strategy.health.failure_statuses if failure_statuses is None else failure_statuses
+        )
         self._resolve_timeout = resolve_timeout
         ports = dict(ports or {})
         ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
@@ -155,7 +157,7 @@ class SyncHeadlessTransport(httpx.BaseTransport):
         if endpoints.version != route.version:
             for pool in self._router.update(route, endpoints):
                 pool.transport.close()
-        attempts = Attempts()
+        attempts = Attempts(route)
         try:
             return self._attempt(request, route, endpoints, attempts)
         except httpx.TransportError as exc:
