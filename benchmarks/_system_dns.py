@@ -59,6 +59,8 @@ def system_resolution_via(
     def getaddrinfo(
         name: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
     ) -> list[Any]:
+        if isinstance(name, bytes):  # anyio passes the IDNA-encoded name
+            name = name.decode("ascii")
         if not isinstance(name, str) or not name.lower().rstrip(".").endswith(suffix):
             return real(name, port, family, type, proto, flags)
         result = []
