@@ -129,6 +129,12 @@ class HeadlessResolver:
     last good set is served with ``stale=True`` for up to ``stale_ttl`` (RFC 8767); after a
     non-empty set, NXDOMAIN or an empty answer must persist ``negative_grace`` seconds before
     the set empties, because CoreDNS answers NXDOMAIN briefly when no pod is ready.
+
+    Beyond the design's options: ``negative_grace`` (default 10 s), ``refresh_ahead`` (0.8;
+    None refreshes only on demand), ``idle_after`` (60 s: names unused that long stop being
+    refreshed), ``max_entries`` (1024 names), ``failure_backoff`` (first wait between failed
+    refreshes, growing to 30 s), ``rng`` (refresh jitter), ``resolv_conf`` (where the
+    nameservers, namespace and cluster domain come from when not given).
     """
 
     def __init__(
