@@ -686,3 +686,14 @@ async def test_namespace_and_nameservers_come_from_resolv_conf(
 def test_bad_options_are_refused(options: dict[str, Any], says: str) -> None:
     with pytest.raises(ValueError, match=says):
         HeadlessResolver(["127.0.0.1:53"], **options)
+
+
+async def test_ipv6_nameserver_and_ipv6_only_pods(open_resolver: OpenResolver) -> None:
+    async with ClusterDNS(host="::1") as dns:
+        dns.add_service("web", endpoints=[("fd00::1", "web-0"), ("fd00::2", "web-1")])
+        resolver = open_resolver(dns.nameserver)  # "[::1]:PORT"
+        found = await resolver.resolve("web")
+        pod = await resolver.resolve("web-1.web")
+    assert ips(found) == {"fd00::1", "fd00::2"}
+    assert all(e.is_ipv6 for e in found)
+    assert list(pod) == [Endpoint("fd00::2", None, "web-1")]
