@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -18,7 +17,7 @@ class RttEstimate:
 
     ``state`` is ``(estimate_s, updated_at)``, or ``None`` before the first sample; it is
     replaced as one tuple, so a reader never sees half an update. ``in_flight`` is a list used
-    as a counter because ``append`` and ``pop`` are atomic in CPython.
+    as a counter because ``append`` and ``del [-1:]`` are atomic in CPython.
     """
 
     __slots__ = ("in_flight", "state")
@@ -161,9 +160,8 @@ class LeastLatency(BaseStrategy[_Pool]):
 
     def _release(self, endpoint: Endpoint) -> None:
         estimate = self._estimates.get(endpoint)
-        if estimate is not None and estimate.in_flight:
-            with contextlib.suppress(IndexError):  # another thread released the last one
-                estimate.in_flight.pop()
+        if estimate is not None:
+            del estimate.in_flight[-1:]  # atomic, and a no-op when already empty
 
     def _finish(self, endpoint: Endpoint, latency_s: float, ok: bool) -> None:
         self._release(endpoint)
