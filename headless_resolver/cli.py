@@ -307,7 +307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_COMMANDS[args.command](args, sys.stdout))
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED if args.command == "demo" else EXIT_OK
+        if args.command != "demo":
+            return EXIT_OK
+        print(f"\n{PROG}: demo interrupted, no summary", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except argparse.ArgumentTypeError as error:
         print(f"{PROG}: error: {NAMESERVER_ENV}: {error}", file=sys.stderr)
         return EXIT_USAGE

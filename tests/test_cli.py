@@ -238,6 +238,55 @@ async def test_watch_prints_the_set_then_each_change_and_exits_cleanly_on_ctrl_c
     assert "Traceback" not in (await process.stderr.read()).decode()
 
 
+async def test_watch_json_prints_one_object_per_change(cluster: LocalCluster) -> None:
+    process = await asyncio.create_subprocess_exec(
+        str(COMMAND), "watch", FQDN, "--json", "--nameserver", cluster.nameserver,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    leaving = cluster.pods("web")[2].ip
+    try:
+        first = json.loads(await asyncio.wait_for(process.stdout.readline(), timeout=10))
+        await cluster.scale("web", 2)
+        second = json.loads(await asyncio.wait_for(process.stdout.readline(), timeout=10))
+        process.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(process.wait(), timeout=10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    staying = {pod.ip for pod in cluster.pods("web")}
+    assert {e["ip"] for e in first["added"]} == {*staying, leaving}
+    assert first["removed"] == []
+    assert second["added"] == []
+    assert [e["ip"] for e in second["removed"]] == [leaving]
+    assert {e["ip"] for e in second["endpoints"]} == staying
+    assert second["version"] > first["version"]
+    assert code == cli.EXIT_OK
+
+
+async def test_ctrl_c_stops_the_demo_with_exit_130_and_no_traceback() -> None:
+    process = await asyncio.create_subprocess_exec(
+        str(COMMAND), "demo", "--seconds", "30", "--pods", "3",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    try:
+        await read_until(process.stderr, "/30 s  pods")
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    assert process.returncode == cli.EXIT_INTERRUPTED == 130
+    assert stdout == b""
+    assert "Traceback" not in stderr.decode()
+    assert "demo interrupted" in stderr.decode()
+
+
 def parse_table(lines: list[str], first_cell: str) -> dict[str, list[str]]:
     """Rows of the whitespace-aligned table whose header starts with ``first_cell``."""
     start = next(i for i, line in enumerate(lines) if line.split()[:1] == [first_cell])
