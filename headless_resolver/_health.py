@@ -156,9 +156,10 @@ class PassiveHealth:
         """Ejects within the set's budget; called with the lock held."""
         size = len(group)
         budget = min(size - 1, max(1, int(size * self.max_ejection_percent / 100)))
-        if sum(1 for ep in self._ejected_until if ep in group) >= budget:
-            return
         now = self._clock()
+        ejected = sum(1 for ep, until in self._ejected_until.items() if until > now and ep in group)
+        if ejected >= budget:
+            return
         if record.times_ejected:
             healed = int((now - record.readmitted_at) / self.base_ejection)
             record.times_ejected = max(0, record.times_ejected - healed)

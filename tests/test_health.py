@@ -136,6 +136,16 @@ def test_at_most_max_ejection_percent_is_ejected_and_one_is_always_kept(
     assert len(health.ejected()) == expected
 
 
+def test_an_expired_ejection_does_not_use_up_the_budget(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock)
+    a, b, c = pods(3)
+    tracked(health, [a, b, c])
+    health.record(a, ok=False)
+    clock.advance(31)  # a's ejection has ended, though nobody has asked about a since
+    health.record(b, ok=False)
+    assert health.ejected() == {b}
+
+
 def test_budget_is_per_set(clock: FakeClock) -> None:
     health = PassiveHealth(clock=clock, max_ejection_percent=50)
     web, api = pods(2), [Endpoint("10.0.1.1", 80), Endpoint("10.0.1.2", 80)]

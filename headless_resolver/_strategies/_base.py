@@ -197,7 +197,7 @@ class BaseStrategy(Generic[TableT]):
                 if table.source is endpoints:
                     return table
                 if table.version == endpoints.version and (
-                    table.members is endpoints.members or endpoints.same_members(table.endpoints)
+                    table.members is endpoints.members or table.members == endpoints.members
                 ):
                     table.source = endpoints
                     return table

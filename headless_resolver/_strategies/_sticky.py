@@ -39,7 +39,8 @@ class _Ring(SetTable):
     def __init__(self, endpoints: tuple[Endpoint, ...]) -> None:
         super().__init__(endpoints)
         placed = sorted(
-            (point, endpoint) for endpoint in endpoints for point in ring_points(endpoint)
+            ((point, endpoint) for endpoint in endpoints for point in ring_points(endpoint)),
+            key=lambda pair: pair[0],
         )
         points = [point for point, _ in placed]
         owners = [endpoint for _, endpoint in placed]
