@@ -43,7 +43,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (EXIT_NOT_FOUND, "not found: NXDOMAIN, no such named port, or no ready pod"),
     (EXIT_RESOLUTION, "resolution error: timeout, SERVFAIL/REFUSED, nameserver unreachable"),
     (EXIT_NO_ENDPOINTS, "no endpoint available: every pod failed"),
-    (EXIT_INTERRUPTED, "demo interrupted with Ctrl-C"),
+    (EXIT_INTERRUPTED, "resolve or demo interrupted with Ctrl-C"),
 )
 
 # Most specific first: InvalidServiceName is also a ValueError.
@@ -245,7 +245,7 @@ def _describe(e: Endpoint) -> str:
 async def _watch(args: argparse.Namespace, out: TextIO) -> int:
     previous: EndpointSet | None = None
     async with _resolver(args) as resolver:
-        async for current in resolver.watch(args.name, port=args.port):
+        async for current in resolver.watch(args.name, port=args.port, proto=args.proto):
             now = datetime.now().astimezone()
             if previous is None:
                 added, removed = current.members, frozenset[Endpoint]()
@@ -307,9 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_COMMANDS[args.command](args, sys.stdout))
     except KeyboardInterrupt:
-        if args.command != "demo":
-            return EXIT_OK
-        print(f"\n{PROG}: demo interrupted, no summary", file=sys.stderr)
+        if args.command == "watch":
+            return EXIT_OK  # the only way to end a watch
+        print(f"\n{PROG}: {args.command} interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except argparse.ArgumentTypeError as error:
         print(f"{PROG}: error: {NAMESERVER_ENV}: {error}", file=sys.stderr)
