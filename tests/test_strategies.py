@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import sys
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -62,6 +63,15 @@ ALL = [
     pytest.param(lambda: Sticky("x-user", rng=random.Random(7)), id="sticky"),
 ]
 MakeStrategy = Callable[[], BaseStrategy[Any]]
+
+
+@pytest.fixture
+def frequent_thread_switches() -> Iterator[None]:
+    """Makes threads interleave every few bytecodes instead of every 5 ms."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(interval)
 
 
 # The protocol every strategy honours.
@@ -125,6 +135,7 @@ def test_set_churn_while_picking_only_yields_current_members(make: MakeStrategy)
             strategy.observe(endpoint, rng.uniform(0.001, 0.05), ok=rng.random() > 0.05)
 
 
+@pytest.mark.usefixtures("frequent_thread_switches")
 @pytest.mark.parametrize("make", ALL)
 def test_shared_by_threads_while_the_set_changes(make: MakeStrategy) -> None:
     strategy = make()
@@ -180,6 +191,26 @@ def test_round_robin_visits_every_endpoint_once_per_round() -> None:
     picks = [strategy.pick(endpoints) for _ in range(500)]
     for start in range(0, 500, 5):
         assert set(picks[start : start + 5]) == set(endpoints)
+
+
+@pytest.mark.usefixtures("frequent_thread_switches")
+def test_round_robin_stays_exact_when_threads_share_it() -> None:
+    strategy = RoundRobin(rng=random.Random(1))
+    endpoints = service(pods(4))
+    counts: Counter[Endpoint] = Counter()
+    lock = threading.Lock()
+
+    def client() -> None:
+        mine = Counter(strategy.pick(endpoints) for _ in range(5000))
+        with lock:
+            counts.update(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counts == dict.fromkeys(endpoints, 10_000)
 
 
 def test_round_robin_order_ignores_the_dns_record_order() -> None:
@@ -490,6 +521,12 @@ def test_keyless_requests_use_the_fallback_strategy() -> None:
     assert len(estimate.in_flight) == 1
     strategy.observe(picked, 0.01, ok=True)
     assert len(estimate.in_flight) == 0
+    keyed = strategy.pick(endpoints, "alice")
+    keyed_estimate = fallback.estimate(keyed)
+    assert keyed_estimate is not None
+    assert len(keyed_estimate.in_flight) == 1, "keyed picks count as in flight too"
+    strategy.release(keyed)
+    assert len(keyed_estimate.in_flight) == 0
     round_robin = Sticky("x-user")
     assert Counter(round_robin.pick(endpoints) for _ in range(400)) == dict.fromkeys(endpoints, 100)
 
