@@ -20,6 +20,7 @@ from headless_resolver import (
     ServiceNotFound,
     Sticky,
 )
+from headless_resolver._transports._routing import pod_url
 from headless_resolver.testing import LocalCluster
 
 WEB = "web.default.svc.cluster.local"
@@ -456,3 +457,16 @@ async def test_an_invalid_service_name_stays_a_value_error(
 def test_negative_retries_are_rejected() -> None:
     with pytest.raises(ValueError, match="retries"):
         HeadlessTransport(HeadlessResolver(["127.0.0.1:1"]), retries=-1)
+
+
+@pytest.mark.parametrize(
+    ("url", "ip", "port"),
+    [
+        ("http://web.default.svc.cluster.local:8080/p?q=1#f", "127.0.0.11", 8080),
+        ("https://web/x", "::1", 443),
+        ("http://user:pw@web/a%20b", "fd00::1", 8080),
+        ("https://web:8443/", "10.244.1.5", 80),
+    ],
+)
+def test_pod_url_is_httpx_copy_with(url: str, ip: str, port: int) -> None:
+    assert pod_url(httpx.URL(url), ip, port) == httpx.URL(url).copy_with(host=ip, port=port)

@@ -245,9 +245,8 @@ class _PodResponseStream(httpx.AsyncByteStream):
         self._transport = transport
         self._pool: PodPool[httpx.AsyncHTTPTransport] | None = pool
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._stream.__aiter__()
 
     async def aclose(self) -> None:
         try:

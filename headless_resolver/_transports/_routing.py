@@ -88,11 +88,25 @@ def pod_request(request: httpx.Request, route: Route, endpoint: Endpoint) -> htt
     port = endpoint.port if endpoint.port is not None else route.default_port
     return httpx.Request(
         request.method,
-        request.url.copy_with(host=endpoint.ip, port=port),
+        pod_url(request.url, endpoint.ip, port),
         headers=request.headers,
         stream=request.stream,
         extensions={**request.extensions, "sni_hostname": route.host},
     )
+
+
+def pod_url(url: httpx.URL, ip: str, port: int) -> httpx.URL:
+    """``url.copy_with(host=ip, port=port)`` without re-validating every other component.
+
+    ``copy_with`` parses the whole URL again (~25 us, most of this module's per-request cost);
+    the IP and port come from an ``Endpoint``, which has validated them already.
+    """
+    copy = httpx.URL.__new__(httpx.URL)
+    default = DEFAULT_PORTS.get(url.scheme)
+    copy._uri_reference = url._uri_reference._replace(
+        host=ip, port=None if port == default else port
+    )
+    return copy
 
 
 def never_sent(exc: Exception) -> bool:

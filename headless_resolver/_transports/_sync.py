@@ -280,7 +280,7 @@ class _PodResponseStream(httpx.SyncByteStream):
         self._pool: PodPool[httpx.HTTPTransport] | None = pool
 
     def __iter__(self) -> Iterator[bytes]:
-        yield from self._stream
+        return self._stream.__iter__()
 
     def close(self) -> None:
         try:
