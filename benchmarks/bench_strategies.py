@@ -140,7 +140,7 @@ def slow_pod_share(name: str, requests: int = 20_000, concurrency: int = 16) -> 
 def report_simulation() -> None:
     print("\n10 pods, one 50 ms slower (5 ms vs 55 ms), 16 requests in flight")
     for name in strategies():
-        print(f"{name:<14}{slow_pod_share(name):>8.1%} of requests reach the slow pod")
+        print(f"{name:<14}{slow_pod_share(name):>8.2%} of requests reach the slow pod")
 
 
 def main() -> None:
