@@ -1,4 +1,4 @@
-# Shared by scripts/test and .ci/run: system packages and the project venv.
+# Shared by scripts/test, scripts/demo and .ci/run: system packages and the project venv.
 # Source it from the repository root; it defines functions only.
 
 DNS_PACKAGES=(knot bind9)
@@ -65,9 +65,11 @@ ensure_dns_servers() {
     apt_install_quietly "${wanted[@]}"
 }
 
-# .venv with the project installed editable; pip runs only when pyproject.toml changed since
-# the last successful install (a copy of it is kept in the venv as the stamp).
+# .venv with the project installed editable, with the extras given (default: dev). pip runs
+# only when pyproject.toml changed since the last successful install of those extras (a copy of
+# it is kept in the venv as the stamp); an install with dev also satisfies a plain one.
 ensure_venv() {
+    local extras=${1-dev}
     if [[ ! -x .venv/bin/python ]]; then
         local python
         if ! python=$(find_python); then
@@ -80,8 +82,11 @@ ensure_venv() {
         fi
         "$python" -m venv .venv
     fi
-    if ! cmp -s pyproject.toml .venv/.installed-pyproject.toml; then
-        .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-        cp pyproject.toml .venv/.installed-pyproject.toml
+    local stamp=.venv/.installed-pyproject${extras:+-$extras}.toml
+    if cmp -s pyproject.toml "$stamp" || cmp -s pyproject.toml .venv/.installed-pyproject-dev.toml
+    then
+        return 0
     fi
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+    cp pyproject.toml "$stamp"
 }
