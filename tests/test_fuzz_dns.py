@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from headless_resolver import ResolutionError
+from headless_resolver import EndpointSet, HeadlessResolver, ResolutionError, ServiceNotFound
 from headless_resolver._dns import BACKENDS, BackendKind, DnsAnswer, RecordType, make_backend
 from tests.servers.hostile import (
     MAX_TTL,
@@ -465,3 +465,76 @@ def test_a_backend_survives_hostile_answers(runner: asyncio.Runner, kind: Backen
 
     batch = fuzz(runner, BACKEND_EXAMPLES, batches(), run_batch)
     assert batch.answered >= BACKEND_EXAMPLES * BATCH
+
+
+# -- the resolver --------------------------------------------------------------------------------
+
+
+def check_lookup(plan: Plan, outcome: EndpointSet | BaseException, expect: Expect) -> None:
+    where = str(plan)
+    if isinstance(outcome, ServiceNotFound):
+        assert expect in (Expect.NEGATIVE_OR_ERROR, Expect.ANY), f"{where}: {outcome!r}"
+        return
+    if isinstance(outcome, BaseException):
+        assert isinstance(outcome, ResolutionError), f"{where}: {outcome!r}"
+        assert expect is not Expect.EXACT, f"{where}: {outcome!r}"
+        return
+    assert expect not in (Expect.ERROR, Expect.NEGATIVE_OR_ERROR), f"{where}: {outcome!r}"
+    assert outcome.name == fqdn(plan.index)
+    if expect is not Expect.ANY:
+        assert {e.ip for e in outcome} == addresses_of(plan.index), where
+
+
+def addresses_of(i: int) -> set[str]:
+    return own_addresses(i, "A") | own_addresses(i, "AAAA")
+
+
+def check_cache(plan: Plan, cached: EndpointSet | None, kind: BackendKind) -> None:
+    """Whatever is cached under a name came from answers to that name."""
+    if cached is None:
+        return
+    assert cached.name == fqdn(plan.index)
+    found = {e.ip for e in cached}
+    if expected(plan, kind) is Expect.ANY:
+        others = set().union(*(addresses_of(j) for j in range(BATCH) if j != plan.index))
+        assert not found & others, f"{plan}: {cached!r}"
+    else:
+        assert found == addresses_of(plan.index), f"{plan}: {cached!r}"
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_resolver_caches_nothing_under_the_wrong_name(
+    runner: asyncio.Runner, kind: BackendKind
+) -> None:
+    async def run_batch(server: HostileDns, plans: list[Plan]) -> None:
+        options = {
+            "backend": kind,
+            "namespace": NAMESPACE,
+            "cluster_domain": ZONE,
+            "attempts": 1,
+            "refresh_ahead": None,
+        }
+        short = HeadlessResolver([server.nameserver], timeout=SHORT_TIMEOUT, **options)  # type: ignore[arg-type]
+        long = HeadlessResolver([server.nameserver], timeout=PATIENT_TIMEOUT, **options)  # type: ignore[arg-type]
+
+        def resolver_for(plan: Plan) -> HeadlessResolver:
+            return long if patient(plan, kind) else short
+
+        async def lookup(plan: Plan) -> EndpointSet | BaseException:
+            try:
+                return await resolver_for(plan).resolve(f"s{plan.index}")
+            except (ResolutionError, ServiceNotFound) as exc:
+                return exc
+
+        try:
+            outcomes = await asyncio.gather(*map(lookup, plans))
+            cached = [resolver_for(plan).peek(f"s{plan.index}") for plan in plans]
+        finally:
+            await short.aclose()
+            await long.aclose()
+        for plan, outcome, entry in zip(plans, outcomes, cached, strict=True):
+            check_lookup(plan, outcome, expected(plan, kind))
+            check_cache(plan, entry, kind)
+
+    batch = fuzz(runner, RESOLVER_EXAMPLES, batches(), run_batch)
+    assert batch.answered >= RESOLVER_EXAMPLES * BATCH * 2
