@@ -87,6 +87,31 @@ def report_pick_cost() -> None:
         print(f"{name:<14}" + "".join(f"{ms:>12.2f} ms" for ms in row))
 
 
+def sticky_balance(size: int) -> tuple[float, float, float, float, float]:
+    """Sticky over ``size`` pods: max/mean, uniform-hash max/mean, min/mean, and the fraction
+    of keys moved by removing one pod (times N) and by adding one (times N+1)."""
+    endpoints = pods(size)
+    strategy = Sticky("x-user")
+    before = [strategy.pick(EndpointSet("web", endpoints, version=1), k) for k in KEYS]
+    loads = Counter(before)
+    mean = len(KEYS) / size
+    uniform = Counter(
+        int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest()) % size for k in KEYS
+    )
+    removed = endpoints[size // 2]
+    shrunk = EndpointSet("web", [e for e in endpoints if e != removed], version=2)
+    moved_out = sum(old != strategy.pick(shrunk, k) for old, k in zip(before, KEYS, strict=True))
+    grown = EndpointSet("web", [*endpoints, *pods(1, size)], version=3)
+    moved_in = sum(old != strategy.pick(grown, k) for old, k in zip(before, KEYS, strict=True))
+    return (
+        max(loads.values()) / mean,
+        max(uniform.values()) / mean,
+        min(loads.values()) / mean,
+        moved_out / len(KEYS) * size,
+        moved_in / len(KEYS) * (size + 1),
+    )
+
+
 def report_sticky() -> None:
     print(f"\nSticky with {len(KEYS):,} keys: balance and keys moved")
     print(
@@ -94,25 +119,9 @@ def report_sticky() -> None:
         f"{'-1 moved x N':>14}{'+1 moved x (N+1)':>18}"
     )
     for size in (10, 100, 1000):
-        endpoints = pods(size)
-        strategy = Sticky("x-user")
-        before = [strategy.pick(EndpointSet("web", endpoints, version=1), k) for k in KEYS]
-        loads = Counter(before)
-        mean = len(KEYS) / size
-        uniform = Counter(
-            int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest()) % size for k in KEYS
-        )
-        removed = endpoints[size // 2]
-        shrunk = EndpointSet("web", [e for e in endpoints if e != removed], version=2)
-        moved_out = sum(
-            old != strategy.pick(shrunk, k) for old, k in zip(before, KEYS, strict=True)
-        )
-        grown = EndpointSet("web", [*endpoints, *pods(1, size)], version=3)
-        moved_in = sum(old != strategy.pick(grown, k) for old, k in zip(before, KEYS, strict=True))
+        high, uniform, low, moved_out, moved_in = sticky_balance(size)
         print(
-            f"{size:>6}{max(loads.values()) / mean:>10.3f}{max(uniform.values()) / mean:>10.3f}"
-            f"{min(loads.values()) / mean:>10.3f}{moved_out / len(KEYS) * size:>14.3f}"
-            f"{moved_in / len(KEYS) * (size + 1):>18.3f}"
+            f"{size:>6}{high:>10.3f}{uniform:>10.3f}{low:>10.3f}{moved_out:>14.3f}{moved_in:>18.3f}"
         )
     print("uniform: the same keys spread by an ideal uniform hash (chance alone)")
 
