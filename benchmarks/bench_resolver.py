@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._system_dns import system_resolution_via
 from headless_resolver import HeadlessResolver
 from headless_resolver.testing._model import ServiceSpec
-from tests.servers import KnotServer
 
 WEB = "web.default.svc.cluster.local"
 PODS = tuple((f"10.0.0.{i}", f"web-{i}") for i in range(1, 4))
@@ -144,6 +143,8 @@ def main() -> None:
     refreshes = int(sys.argv[2]) if len(sys.argv) > 2 else 30
     big = ServiceSpec("big", endpoints=tuple(f"10.9.{i // 250}.{i % 250 + 1}" for i in range(pods)))
     web = ServiceSpec("web", endpoints=PODS)
+    from tests.servers import KnotServer  # here, so run.py can import this without pytest
+
     with KnotServer([web, big], ttl=300) as knot:
         costs = asyncio.run(hit_costs(knot.nameserver, knot.host, knot.port))
         print("Cache hit, ns per call (best of 5), 3-pod service on Knot DNS, TTL 300")
