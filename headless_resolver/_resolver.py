@@ -413,9 +413,10 @@ class HeadlessResolver:
 
     async def _join_flight(self, entry: _Name) -> EndpointSet:
         """Wait for the entry's query in flight, starting one if none; a cancelled waiter
-        leaves it running for the others, and the last one to leave cancels it."""
+        leaves it running for the others, and the last one to leave cancels it. A flight
+        being cancelled is never joined: its end would cancel the newcomer."""
         flight = entry.flight
-        if flight is None:
+        if flight is None or flight.cancelling():
             flight = entry.flight = self._spawn(self._refresh(entry), f"refresh {entry.name}")
         entry.flight_waiters += 1
         try:
@@ -469,7 +470,8 @@ class HeadlessResolver:
             served = entry.read(now)
             return served if served is not None else entry.endpoints
         finally:
-            entry.flight = None
+            if entry.flight is asyncio.current_task():
+                entry.flight = None
 
     # -- background refresh -------------------------------------------------------------------
 
