@@ -219,7 +219,7 @@ async def test_upper_case_names_are_asked_lower_case(
 
 
 async def test_nxdomain_is_an_answer_with_the_soa_negative_ttl(
-    make_knot_dns: Callable[..., AuthoritativeServer], open_backend: OpenBackend, kind: str
+    make_knot_dns: Callable[..., AuthoritativeServer], open_backend: OpenBackend
 ) -> None:
     knot = make_knot_dns([web()], ttl=9)
 
@@ -229,12 +229,11 @@ async def test_nxdomain_is_an_answer_with_the_soa_negative_ttl(
     assert answer.negative
     assert answer.addresses == ()
     assert answer.ttl is None
-    # c-ares hands back no SOA for negative answers: the resolver's own policy applies.
-    assert answer.negative_ttl == (9 if kind == "dnspython" else None)
+    assert answer.negative_ttl == 9
 
 
 async def test_nodata_is_a_negative_noerror_answer(
-    make_knot_dns: Callable[..., AuthoritativeServer], open_backend: OpenBackend, kind: str
+    make_knot_dns: Callable[..., AuthoritativeServer], open_backend: OpenBackend
 ) -> None:
     knot = make_knot_dns([web()], ttl=6)
 
@@ -243,7 +242,47 @@ async def test_nodata_is_a_negative_noerror_answer(
     assert answer.rcode == "NOERROR"
     assert answer.negative
     assert answer.addresses == ()
-    assert answer.negative_ttl == (6 if kind == "dnspython" else None)
+    assert answer.negative_ttl == 6
+
+
+@pytest.mark.parametrize(
+    ("rcode", "soa_ttl", "minimum", "negative_ttl"),
+    [("NXDOMAIN", 30, 4, 4), ("NXDOMAIN", 3, 60, 3), ("NOERROR", 30, 4, 4), ("NOERROR", 3, 60, 3)],
+)
+async def test_negative_ttl_is_the_smaller_of_soa_ttl_and_minimum(
+    scripted: Callable[[Script], Awaitable[ScriptedDns]],
+    open_backend: OpenBackend,
+    rcode: str,
+    soa_ttl: int,
+    minimum: int,
+    negative_ttl: float,
+) -> None:
+    async def negative(request: dns.message.Message, over_tcp: bool) -> bytes:
+        response = reply_to(request, rcode=dns.rcode.from_text(rcode))
+        soa = f"ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 {minimum}"
+        response.authority.append(dns.rrset.from_text("cluster.local.", soa_ttl, "IN", "SOA", soa))
+        return response.to_wire()
+
+    server = await scripted(negative)
+
+    answer = await open_backend("127.0.0.1", server.port).query(WEB, "A")
+
+    assert (answer.rcode, answer.negative) == (rcode, True)
+    assert answer.negative_ttl == negative_ttl
+
+
+async def test_a_negative_answer_without_an_soa_has_no_negative_ttl(
+    scripted: Callable[[Script], Awaitable[ScriptedDns]], open_backend: OpenBackend
+) -> None:
+    async def bare(request: dns.message.Message, over_tcp: bool) -> bytes:
+        return reply_to(request, rcode=dns.rcode.NXDOMAIN).to_wire()
+
+    server = await scripted(bare)
+
+    answer = await open_backend("127.0.0.1", server.port).query(WEB, "A")
+
+    assert answer.rcode == "NXDOMAIN"
+    assert answer.negative_ttl is None
 
 
 async def test_a_zone_the_server_does_not_serve_is_refused(
@@ -291,7 +330,7 @@ async def test_bind_partial_truncated_udp_answer_is_never_used(
 
 
 async def test_a_truncated_tcp_answer_is_kept_and_marked(
-    scripted: Callable[[Script], Awaitable[ScriptedDns]], open_backend: OpenBackend, kind: str
+    scripted: Callable[[Script], Awaitable[ScriptedDns]], open_backend: OpenBackend
 ) -> None:
     async def truncating(request: dns.message.Message, over_tcp: bool) -> bytes:
         response = reply_to(request, *(f"{WEB} 5 IN A 10.0.0.{i}" for i in (1, 2, 3)))
@@ -306,8 +345,7 @@ async def test_a_truncated_tcp_answer_is_kept_and_marked(
 
     assert (server.udp_queries, server.tcp_queries) == (1, 1)
     assert sorted(answer.addresses) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
-    # c-ares does not report the TC bit of a TCP answer.
-    assert answer.truncated is (kind == "dnspython")
+    assert answer.truncated
 
 
 # -- what counts in an answer ----------------------------------------------------------------
