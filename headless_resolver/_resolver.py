@@ -421,6 +421,13 @@ class HeadlessResolver:
         entry.flight_waiters += 1
         try:
             return await asyncio.shield(flight)
+        except asyncio.CancelledError:
+            # The flight was cancelled by aclose(), not this caller: say so, rather than make
+            # the caller look cancelled (which a TaskGroup would take for its own cancel).
+            caller = asyncio.current_task()
+            if self._closed and flight.cancelled() and not (caller and caller.cancelling()):
+                raise RuntimeError("HeadlessResolver is closed") from None
+            raise
         finally:
             entry.flight_waiters -= 1
             if entry.flight_waiters == 0 and not flight.done():
