@@ -52,12 +52,14 @@ def strategies(clock: Callable[[], float] = time.monotonic) -> dict[str, BaseStr
     }
 
 
-def pick_cost_us(strategy: BaseStrategy[Any], endpoints: EndpointSet) -> tuple[float, float]:
+def pick_cost_us(
+    strategy: BaseStrategy[Any], endpoints: EndpointSet, picks: int = PICKS
+) -> tuple[float, float]:
     """(table build ms, pick + release µs)."""
     started = time.process_time()
     strategy.release(strategy.pick(endpoints, KEYS[0]))
     build_ms = (time.process_time() - started) * 1000
-    keys = KEYS[:PICKS]
+    keys = KEYS[:picks]
     pick, release = strategy.pick, strategy.release
     best = float("inf")
     for _ in range(5):
@@ -65,7 +67,7 @@ def pick_cost_us(strategy: BaseStrategy[Any], endpoints: EndpointSet) -> tuple[f
         for key in keys:
             release(pick(endpoints, key))
         best = min(best, time.process_time() - started)
-    return build_ms, best / PICKS * 1e6
+    return build_ms, best / picks * 1e6
 
 
 def report_pick_cost() -> None:
@@ -87,28 +89,28 @@ def report_pick_cost() -> None:
         print(f"{name:<14}" + "".join(f"{ms:>12.2f} ms" for ms in row))
 
 
-def sticky_balance(size: int) -> tuple[float, float, float, float, float]:
+def sticky_balance(size: int, keys: list[str] = KEYS) -> tuple[float, float, float, float, float]:
     """Sticky over ``size`` pods: max/mean, uniform-hash max/mean, min/mean, and the fraction
     of keys moved by removing one pod (times N) and by adding one (times N+1)."""
     endpoints = pods(size)
     strategy = Sticky("x-user")
-    before = [strategy.pick(EndpointSet("web", endpoints, version=1), k) for k in KEYS]
+    before = [strategy.pick(EndpointSet("web", endpoints, version=1), k) for k in keys]
     loads = Counter(before)
-    mean = len(KEYS) / size
+    mean = len(keys) / size
     uniform = Counter(
-        int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest()) % size for k in KEYS
+        int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest()) % size for k in keys
     )
     removed = endpoints[size // 2]
     shrunk = EndpointSet("web", [e for e in endpoints if e != removed], version=2)
-    moved_out = sum(old != strategy.pick(shrunk, k) for old, k in zip(before, KEYS, strict=True))
+    moved_out = sum(old != strategy.pick(shrunk, k) for old, k in zip(before, keys, strict=True))
     grown = EndpointSet("web", [*endpoints, *pods(1, size)], version=3)
-    moved_in = sum(old != strategy.pick(grown, k) for old, k in zip(before, KEYS, strict=True))
+    moved_in = sum(old != strategy.pick(grown, k) for old, k in zip(before, keys, strict=True))
     return (
         max(loads.values()) / mean,
         max(uniform.values()) / mean,
         min(loads.values()) / mean,
-        moved_out / len(KEYS) * size,
-        moved_in / len(KEYS) * (size + 1),
+        moved_out / len(keys) * size,
+        moved_in / len(keys) * (size + 1),
     )
 
 
