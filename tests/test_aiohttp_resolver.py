@@ -30,11 +30,16 @@ async def resolver(cluster: LocalCluster) -> AsyncIterator[HeadlessResolver]:
         yield resolver
 
 
-def session(resolver: HeadlessAiohttpResolver, **connector: object) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False, **connector),  # type: ignore[arg-type]
-        trust_env=False,
+def session(
+    resolver: HeadlessAiohttpResolver,
+    *,
+    force_close: bool = False,
+    verify: ssl.SSLContext | bool = True,
+) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        resolver=resolver, use_dns_cache=False, force_close=force_close, ssl=verify
     )
+    return aiohttp.ClientSession(connector=connector, trust_env=False)
 
 
 async def test_new_connections_are_spread_round_robin(
@@ -81,7 +86,7 @@ async def test_tls_server_name_is_the_service(
     await cluster.add_service("web", pods=2, tls=True)
     verify = ssl.create_default_context(cafile=str(cluster.ca_cert))
     async with (
-        session(HeadlessAiohttpResolver(resolver), ssl=verify) as http,
+        session(HeadlessAiohttpResolver(resolver), verify=verify) as http,
         http.get(f"https://{WEB}:8080/") as response,
     ):
         body = await response.json()

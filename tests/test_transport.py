@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 
 import httpx
 import pytest
 import trustme
 
 from headless_resolver import (
+    Endpoint,
+    EndpointSet,
     HeadlessResolver,
     HeadlessTransport,
     LeastLatency,
@@ -21,7 +23,7 @@ from headless_resolver import (
     Sticky,
 )
 from headless_resolver._transports._routing import pod_url
-from headless_resolver.testing import LocalCluster
+from headless_resolver.testing import LocalCluster, PodServer
 
 WEB = "web.default.svc.cluster.local"
 URL = f"http://{WEB}:8080/"
@@ -61,11 +63,13 @@ async def resolver(cluster: LocalCluster, clock: FakeClock) -> AsyncIterator[Hea
         yield resolver
 
 
-def client(transport: HeadlessTransport, **kwargs: object) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=transport, trust_env=False, timeout=5.0, **kwargs)  # type: ignore[arg-type]
+def client(transport: HeadlessTransport, *, follow_redirects: bool = False) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=transport, trust_env=False, timeout=5.0, follow_redirects=follow_redirects
+    )
 
 
-def served(pods: list) -> list[int]:  # type: ignore[type-arg]
+def served(pods: list[PodServer]) -> list[int]:
     return [pod.requests for pod in pods]
 
 
@@ -109,11 +113,10 @@ async def test_sticky_sends_each_key_to_one_pod_and_spreads_keys(
     await cluster.add_service("web", pods=3)
     async with client(HeadlessTransport(resolver, Sticky(key="x-user"))) as http:
         seen: dict[str, set[str]] = collections.defaultdict(set)
-        for round_ in range(3):
+        for _ in range(3):
             for user in range(30):
                 response = await http.get(URL, headers={"x-user": f"user-{user}"})
                 seen[f"user-{user}"].add(response.json()["pod"])
-            assert round_ >= 0
     assert all(len(pods) == 1 for pods in seen.values())
     assert len(set.union(*seen.values())) == 3
 
@@ -188,7 +191,7 @@ async def test_redirects_and_cookies_follow_the_service_name(
     try:
         async with client(HeadlessTransport(resolver), follow_redirects=True) as http:
             response = await http.get(base + "/old")
-            assert http.cookies.jar._cookies.keys() == {"moved.default.svc.cluster.local"}  # type: ignore[attr-defined]
+            assert {c.domain for c in http.cookies.jar} == {"moved.default.svc.cluster.local"}
     finally:
         server.close()
         await server.wait_closed()
@@ -337,17 +340,20 @@ async def test_a_refused_post_is_sent_to_another_pod(
     assert served(pods) == [0, 4]
 
 
-async def _fail_after_sending(pods: list, send: Callable[[], object]) -> object:  # type: ignore[type-arg]
+async def _fail_after_sending(
+    pods: list[PodServer], send: Callable[[], Awaitable[httpx.Response]]
+) -> tuple[PodServer, httpx.Response | BaseException]:
     """Send while every pod stalls; reset the first pod to receive it once it has it."""
     for pod in pods:
         pod.latency = 5.0
-    task = asyncio.ensure_future(send())  # type: ignore[arg-type]
+    task = asyncio.ensure_future(send())
     await eventually(lambda: sum(served(pods)) == 1)
     first = next(pod for pod in pods if pod.requests == 1)
     for pod in pods:
         pod.latency = 0.0
     first.reset_connections()
-    return first, await asyncio.gather(task, return_exceptions=True)
+    [outcome] = await asyncio.gather(task, return_exceptions=True)
+    return first, outcome
 
 
 async def test_a_sent_post_is_never_resent(
@@ -355,7 +361,7 @@ async def test_a_sent_post_is_never_resent(
 ) -> None:
     pods = await cluster.add_service("web", pods=3)
     async with client(HeadlessTransport(resolver, RoundRobin())) as http:
-        first, [outcome] = await _fail_after_sending(pods, lambda: http.post(URL, content=b"x"))  # type: ignore[misc]
+        first, outcome = await _fail_after_sending(pods, lambda: http.post(URL, content=b"x"))
     assert isinstance(outcome, httpx.RemoteProtocolError | httpx.ReadError)
     assert sum(served(pods)) == 1
     assert [first.ip in note for note in outcome.__notes__] == [True]
@@ -366,7 +372,7 @@ async def test_a_sent_get_is_retried_on_another_pod(
 ) -> None:
     pods = await cluster.add_service("web", pods=3)
     async with client(HeadlessTransport(resolver, RoundRobin())) as http:
-        first, [outcome] = await _fail_after_sending(pods, lambda: http.get(URL))  # type: ignore[misc]
+        first, outcome = await _fail_after_sending(pods, lambda: http.get(URL))
     assert isinstance(outcome, httpx.Response)
     assert outcome.json()["ip"] != first.ip
     assert sum(served(pods)) == 2
@@ -381,9 +387,7 @@ async def test_a_streamed_post_body_is_not_replayed(
         yield b"part"
 
     async with client(HeadlessTransport(resolver, RoundRobin())) as http:
-        _first, [outcome] = await _fail_after_sending(  # type: ignore[misc]
-            pods, lambda: http.put(URL, content=body())
-        )
+        _first, outcome = await _fail_after_sending(pods, lambda: http.put(URL, content=body()))
     assert isinstance(outcome, httpx.TransportError)
     assert sum(served(pods)) == 1
 
@@ -437,7 +441,14 @@ async def test_no_endpoints_available_is_an_httpx_connect_error(
     await cluster.add_service("web", pods=1)
 
     class NoneAvailable(RoundRobin):
-        def pick(self, endpoints, key=None, *, exclude=()):  # type: ignore[no-untyped-def]
+        def pick(
+            self,
+            endpoints: Sequence[Endpoint],
+            key: str | None = None,
+            *,
+            exclude: Collection[Endpoint] = (),
+        ) -> Endpoint:
+            assert isinstance(endpoints, EndpointSet)
             raise NoEndpointsAvailable("all ejected", name=endpoints.name)
 
     async with client(HeadlessTransport(resolver, NoneAvailable())) as http:
