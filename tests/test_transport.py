@@ -455,6 +455,7 @@ async def test_no_endpoints_available_is_an_httpx_connect_error(
         with pytest.raises(httpx.ConnectError) as failure:
             await http.get(URL)
     assert isinstance(failure.value.__cause__, NoEndpointsAvailable)
+    assert not hasattr(failure.value, "__notes__")  # no pod was tried
 
 
 async def test_an_invalid_service_name_stays_a_value_error(

@@ -60,11 +60,15 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
 
     The httpx options (``verify``, ``cert``, ``http1``, ``http2``, ``limits``,
     ``local_address``, ``socket_options``, ``connect_retries`` = httpx's ``retries``) apply
-    to every pod pool; ``limits`` are per pod. ``proxy`` and ``uds`` apply only to hosts
-    passed through: pods are always reached directly, because a proxy would connect to the
-    service name itself (and httpcore's HTTP proxy ignores the TLS server name). httpx
-    ignores proxy environment variables for a client given ``transport=``; mounting this
-    transport under ``mounts=`` instead lets ``HTTP(S)_PROXY`` win for the routed hosts.
+    to every pod pool; ``limits`` are per pod.
+
+    Proxies: pods are always reached directly. A forward proxy would resolve the service name
+    itself (one pod, or none from outside the cluster), and httpcore's HTTP proxy ignores the
+    TLS server name. ``proxy`` and ``uds`` given here apply only to hosts passed through.
+    httpx reads no proxy environment variables for a client given ``transport=`` (whatever
+    ``trust_env`` says), so that is the way to use this transport. A client's own ``proxy=``,
+    or mounting this transport under ``mounts=`` while ``HTTP(S)_PROXY`` is set, sends the
+    matching URLs to httpx's proxy transport instead, bypassing this one.
     """
 
     def __init__(
@@ -148,6 +152,8 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
         attempts = Attempts(route)
         try:
             return await self._attempt(request, route, endpoints, attempts)
+        except NoEndpointsAvailable as exc:
+            raise resolution_failed(request, exc) from exc
         except httpx.TransportError as exc:
             if self._retries == 0 or not retryable(request, exc):
                 attempts.noted(exc)
@@ -165,7 +171,7 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
         try:
             return await retrying(self._attempt, request, route, endpoints, attempts)
         except NoEndpointsAvailable:
-            # Every pod has been tried: the last pod's error says more than "none left".
+            # No pod left to try: the last pod's error says more than "none left".
             assert attempts.last_error is not None
             raise attempts.noted(attempts.last_error) from None
         except httpx.TransportError as exc:
@@ -176,12 +182,7 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
         self, request: httpx.Request, route: Route, endpoints: EndpointSet, attempts: Attempts
     ) -> httpx.Response:
         strategy = self._strategy
-        try:
-            endpoint = strategy.pick(endpoints, strategy.key_for(request), exclude=attempts.tried)
-        except NoEndpointsAvailable as exc:
-            if attempts.last_error is not None:
-                raise
-            raise resolution_failed(request, exc) from exc
+        endpoint = strategy.pick(endpoints, strategy.key_for(request), exclude=attempts.tried)
         attempts.tried.append(endpoint)
         pool = self._router.checkout(route, endpoint)
         started = time.perf_counter()

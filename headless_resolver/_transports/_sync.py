@@ -160,6 +160,8 @@ class SyncHeadlessTransport(httpx.BaseTransport):
         attempts = Attempts(route)
         try:
             return self._attempt(request, route, endpoints, attempts)
+        except NoEndpointsAvailable as exc:
+            raise resolution_failed(request, exc) from exc
         except httpx.TransportError as exc:
             if self._retries == 0 or not retryable(request, exc):
                 attempts.noted(exc)
@@ -196,7 +198,7 @@ class SyncHeadlessTransport(httpx.BaseTransport):
         try:
             return retrying(self._attempt, request, route, endpoints, attempts)
         except NoEndpointsAvailable:
-            # Every pod has been tried: the last pod's error says more than "none left".
+            # No pod left to try: the last pod's error says more than "none left".
             assert attempts.last_error is not None
             raise attempts.noted(attempts.last_error) from None
         except httpx.TransportError as exc:
@@ -207,12 +209,7 @@ class SyncHeadlessTransport(httpx.BaseTransport):
         self, request: httpx.Request, route: Route, endpoints: EndpointSet, attempts: Attempts
     ) -> httpx.Response:
         strategy = self._strategy
-        try:
-            endpoint = strategy.pick(endpoints, strategy.key_for(request), exclude=attempts.tried)
-        except NoEndpointsAvailable as exc:
-            if attempts.last_error is not None:
-                raise
-            raise resolution_failed(request, exc) from exc
+        endpoint = strategy.pick(endpoints, strategy.key_for(request), exclude=attempts.tried)
         attempts.tried.append(endpoint)
         pool = self._router.checkout(route, endpoint)
         started = time.perf_counter()
