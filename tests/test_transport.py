@@ -482,3 +482,8 @@ def test_negative_retries_are_rejected() -> None:
 )
 def test_pod_url_is_httpx_copy_with(url: str, ip: str, port: int) -> None:
     assert pod_url(httpx.URL(url), ip, port) == httpx.URL(url).copy_with(host=ip, port=port)
+
+
+def test_match_must_not_be_a_bare_string() -> None:
+    with pytest.raises(TypeError, match="collection of host names"):
+        HeadlessTransport(HeadlessResolver(["127.0.0.1:1"]), match="web")
