@@ -499,6 +499,21 @@ async def test_an_answer_to_another_question_is_never_used(
     assert failure.value.rcode == ("MALFORMED" if kind == "dnspython" else "TIMEOUT")
 
 
+async def test_closing_the_aiodns_backend_ends_a_waiting_query_as_cancelled() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.settimeout(5)
+        backend = make_backend("aiodns", [("127.0.0.1", silent.getsockname()[1])], timeout=10)
+        waiting = asyncio.create_task(backend.query(WEB, "A"))
+        await asyncio.to_thread(silent.recv, 512)  # the query is out, and will get no answer
+
+        await backend.aclose()
+
+        with pytest.raises(ResolutionError) as failure:
+            await waiting
+    assert failure.value.rcode == "CANCELLED"
+
+
 # -- no cache below ours ------------------------------------------------------------------------
 
 
