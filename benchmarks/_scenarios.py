@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bench_resolver
+import bench_strategies
 from _clients import (
     AIOHTTP_DNS_TTL,
     CLIENTS,
@@ -28,7 +29,7 @@ from _clients import (
 from _report import Check, Scenario, Table, ratio
 from _targets import LocalTarget, Target
 
-from headless_resolver import HeadlessResolver, RoundRobin
+from headless_resolver import EndpointSet, HeadlessResolver, RoundRobin
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,45 @@ class Sizes:
     hit_calls: int
     refresh_pods: int
     refreshes: int
+    sticky_pods: tuple[int, ...]
+    picks: int
+    sticky_keys: int
 
 
 SIZES = {
-    "smoke": Sizes("smoke", 1, 60, (1, 10), 10, 300, 2.5, 2.0, 2_000, 500, 2),
-    "quick": Sizes("quick", 2, 600, (1, 10, 50), 10, 1_500, 5.0, 6.0, 50_000, 5_000, 5),
-    "full": Sizes("full", 5, 3_000, (1, 10, 50), 10, 10_000, 15.0, 30.0, 200_000, 5_000, 20),
+    "smoke": Sizes("smoke", 1, 40, (1, 10), 10, 200, 1.5, 1.5, 2_000, 500, 2, (10,), 2_000, 20_000),
+    "quick": Sizes(
+        "quick",
+        2,
+        600,
+        (1, 10, 50),
+        10,
+        1_500,
+        5.0,
+        6.0,
+        50_000,
+        5_000,
+        5,
+        (10, 100),
+        20_000,
+        100_000,
+    ),
+    "full": Sizes(
+        "full",
+        5,
+        3_000,
+        (1, 10, 50),
+        10,
+        10_000,
+        15.0,
+        30.0,
+        200_000,
+        5_000,
+        20,
+        (10, 100),
+        20_000,
+        100_000,
+    ),
 }
 
 SLOW_POD_LATENCY = 0.050
@@ -265,6 +299,17 @@ async def tail_latency(target: Target, sizes: Sizes, tick: Callable[[str], None]
             ]
         )
     scenario.tables.append(table)
+    simulated = {
+        name: bench_strategies.slow_pod_share(name) for name in bench_strategies.strategies()
+    }
+    scenario.tables.append(
+        Table(
+            "Fake-clock simulation (bench_strategies): 10 pods, one 50 ms slower, 16 in flight",
+            ["strategy", "requests to the slow pod"],
+            [[name, f"{share:.2%}"] for name, share in simulated.items()],
+        )
+    )
+    scenario.data["simulated_slow_share"] = simulated
     scenario.data["latencies_ms"] = {
         client: [round(x * 1000, 3) for x in load.latencies] for client, load in measured.items()
     }
@@ -531,15 +576,63 @@ async def scale(lab: LocalTarget, sizes: Sizes, tick: Callable[[str], None]) -> 
         table.rows.append([huge, backend, received, big_ms])
         refresh[backend] = {"2000": ms, str(huge): big_ms, "received": received}
     fastest = min(values["2000"] for values in refresh.values())
-    scenario = Scenario(
+    checks = [
+        Check("resolver: 2,000-pod refresh, faster backend, CPU ms", fastest, 20.0, "<=", " ms")
+    ]
+    tick("scale: pick cost and sticky balance")
+    picks = Table(
+        f"Pick cost (pick + release, best of 5 x {sizes.picks:,} picks, warm table)",
+        ["strategy", "3 pods, µs", f"{huge:,} pods, µs", "ratio", f"table build {huge:,}, ms"],
+    )
+    pick_data = {}
+    small, big = (EndpointSet("web", bench_strategies.pods(n), version=1) for n in (3, huge))
+    for name, strategy in bench_strategies.strategies().items():
+        _, cost_small = bench_strategies.pick_cost_us(strategy, small, sizes.picks)
+        build_ms, cost_big = bench_strategies.pick_cost_us(strategy, big, sizes.picks)
+        picks.rows.append([name, cost_small, cost_big, cost_big / cost_small, build_ms])
+        pick_data[name] = {"3": cost_small, str(huge): cost_big, "build_ms": build_ms}
+        checks.append(
+            Check(
+                f"strategies: {name} pick cost {huge:,} / 3 pods", cost_big / cost_small, 1.5, "<="
+            )
+        )
+    sticky = Table(
+        f"Sticky, {sizes.sticky_keys:,} keys",
+        [
+            "pods",
+            "max/mean load",
+            "uniform hash max/mean",
+            "moved x N (one removed)",
+            "moved x (N+1) (one added)",
+        ],
+    )
+    keys = bench_strategies.KEYS[: sizes.sticky_keys]
+    balance = {size: bench_strategies.sticky_balance(size, keys) for size in sizes.sticky_pods}
+    for size, (high, uniform, _, moved_out, moved_in) in balance.items():
+        sticky.rows.append([size, high, uniform, moved_out, moved_in])
+    pods_shown = " and ".join(str(size) for size in sizes.sticky_pods)
+    checks += [
+        Check(
+            f"strategies: sticky moved fraction x N on removal, {pods_shown} pods",
+            max(b[3] for b in balance.values()),
+            1.2,
+            "<=",
+        ),
+        Check(
+            f"strategies: sticky max/mean load, {pods_shown} pods",
+            max(b[0] for b in balance.values()),
+            1.1,
+            "<=",
+        ),
+    ]
+    return Scenario(
         "scale",
         f"6. Scale: a {huge:,}-pod service",
-        [table],
-        [Check("resolver: 2,000-pod refresh, faster backend, CPU ms", fastest, 20.0, "<=", " ms")],
+        [table, picks, sticky],
+        checks,
         notes=[
             "DNS answers past ~4,000 A records do not fit even a TCP message: the resolver "
-            "keeps what arrived"
+            "keeps what arrived. Pick costs and Sticky balance from bench_strategies."
         ],
-        data={"refresh_cpu_ms": refresh},
+        data={"refresh_cpu_ms": refresh, "pick_us": pick_data, "sticky": balance},
     )
-    return scenario
