@@ -101,7 +101,9 @@ class _Query:
 
     __slots__ = ("name", "rdtype", "reply")
 
-    def __init__(self, name: str, rdtype: RecordType, reply: asyncio.Future[DnsAnswer | int]):
+    def __init__(
+        self, name: str, rdtype: RecordType, reply: asyncio.Future[DnsAnswer | int]
+    ) -> None:
         self.name = name
         self.rdtype = rdtype
         self.reply = reply
@@ -203,16 +205,15 @@ _A, _AAAA, _SRV, _SOA = (
     _lib.ARES_REC_TYPE_SOA,
 )
 _IN = _lib.ARES_CLASS_IN
+_rr_addr, _A_ADDR = _lib.ares_dns_rr_get_addr, _lib.ARES_RR_A_ADDR
+_rr_addr6, _AAAA_ADDR = _lib.ares_dns_rr_get_addr6, _lib.ARES_RR_AAAA_ADDR
+_ntop, _AF_INET, _AF_INET6 = socket.inet_ntop, socket.AF_INET, socket.AF_INET6
 
 
 def _address(rr: Any, rtype: int) -> str:
     if rtype == _A:
-        return socket.inet_ntop(
-            socket.AF_INET, _buffer(_lib.ares_dns_rr_get_addr(rr, _lib.ARES_RR_A_ADDR), 4)[:]
-        )
-    return socket.inet_ntop(
-        socket.AF_INET6, _buffer(_lib.ares_dns_rr_get_addr6(rr, _lib.ARES_RR_AAAA_ADDR), 16)[:]
-    )
+        return _ntop(_AF_INET, _buffer(_rr_addr(rr, _A_ADDR), 4)[:])
+    return _ntop(_AF_INET6, _buffer(_rr_addr6(rr, _AAAA_ADDR), 16)[:])
 
 
 def _read(dnsrec: Any, name: str, rdtype: RecordType, rcode: str) -> DnsAnswer:
