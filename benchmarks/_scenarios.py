@@ -53,10 +53,14 @@ class Sizes:
     sticky_pods: tuple[int, ...]
     picks: int
     sticky_keys: int
+    settle: float = 1.0
+    """Seconds of steady traffic before and after a scale event or an outage."""
 
 
 SIZES = {
-    "smoke": Sizes("smoke", 1, 40, (1, 10), 10, 200, 1.5, 1.5, 2_000, 500, 2, (10,), 2_000, 20_000),
+    "smoke": Sizes(
+        "smoke", 1, 40, (1, 10), 10, 150, 1.5, 1.5, 2_000, 500, 2, (10,), 2_000, 20_000, 0.5
+    ),
     "quick": Sizes(
         "quick",
         2,
@@ -341,14 +345,14 @@ async def convergence(target: LocalTarget, sizes: Sizes, tick: Callable[[str], N
             asyncio.create_task(paced(send, timelines[client], origin, stop))
             for client, send in senders.items()
         ]
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(sizes.settle)
         scaled_up = time.perf_counter() - origin
         await target.call("scale", service.name, 4, 0.0)
         await asyncio.sleep(sizes.window)
         removed = time.perf_counter() - origin
         await target.call("scale", service.name, 3, sizes.window)
         stopped = time.perf_counter() - origin
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(sizes.settle)
         stop.set()
         await asyncio.gather(*traffic)
     marks = {"scale_up": scaled_up, "removed_from_dns": removed, "pod_stopped": stopped}
@@ -436,13 +440,13 @@ async def dns_outage(target: LocalTarget, sizes: Sizes, tick: Callable[[str], No
             )
             timeline = timelines[client, mode]
             traffic.append(asyncio.create_task(paced(send, timeline, origin, stop)))
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(sizes.settle)
         down = time.perf_counter() - origin
         await target.call("dns_down")
         await asyncio.sleep(sizes.outage)
         up = time.perf_counter() - origin
         await target.call("dns_up")
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2 * sizes.settle)
         stop.set()
         await asyncio.gather(*traffic)
     notes = [
