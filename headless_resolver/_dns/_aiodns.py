@@ -181,6 +181,8 @@ def _load_get_flags() -> Any:
     return _ffi.cast("unsigned short (*)(const ares_dns_record_t *)", address)
 
 
+# Reading c-ares' parsed response: its C accessors, looked up once, since the reader calls
+# them for every record of answers that can hold thousands.
 _get_flags = _load_get_flags()
 _rr_count = _lib.ares_dns_record_rr_cnt
 _rr_at = _lib.ares_dns_record_rr_get_const
