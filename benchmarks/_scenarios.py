@@ -59,41 +59,21 @@ class Sizes:
 
 SIZES = {
     "smoke": Sizes(
-        "smoke", 1, 40, (1, 10), 10, 150, 1.5, 1.5, 2_000, 500, 2, (10,), 2_000, 20_000, 0.5
+        name="smoke", ttl=1, requests=40, concurrency=(1, 10), wide_pods=10,
+        tail_requests=150, window=1.5, outage=1.5, hit_calls=2_000, refresh_pods=500,
+        refreshes=2, sticky_pods=(10,), picks=2_000, sticky_keys=20_000, settle=0.5,
     ),
     "quick": Sizes(
-        "quick",
-        2,
-        600,
-        (1, 10, 50),
-        10,
-        1_500,
-        5.0,
-        6.0,
-        50_000,
-        5_000,
-        5,
-        (10, 100),
-        20_000,
-        100_000,
+        name="quick", ttl=2, requests=400, concurrency=(1, 10, 50), wide_pods=10,
+        tail_requests=1_500, window=5.0, outage=6.0, hit_calls=50_000, refresh_pods=5_000,
+        refreshes=5, sticky_pods=(10, 100), picks=20_000, sticky_keys=100_000,
     ),
     "full": Sizes(
-        "full",
-        5,
-        3_000,
-        (1, 10, 50),
-        10,
-        10_000,
-        15.0,
-        30.0,
-        200_000,
-        5_000,
-        20,
-        (10, 100),
-        20_000,
-        100_000,
+        name="full", ttl=5, requests=2_000, concurrency=(1, 10, 50), wide_pods=10,
+        tail_requests=10_000, window=15.0, outage=30.0, hit_calls=200_000, refresh_pods=5_000,
+        refreshes=20, sticky_pods=(10, 100), picks=20_000, sticky_keys=100_000,
     ),
-}
+}  # fmt: skip
 
 SLOW_POD_LATENCY = 0.050
 TAIL_CONCURRENCY = 10
