@@ -382,7 +382,7 @@ async def test_cancelled_requests_release_their_pool_slots_and_sockets(
     cluster: LocalCluster,
 ) -> None:
     pods = await cluster.add_service("web", pods=2)
-    fds_before = open_fds()
+    fds_before, tasks_before = open_fds(), pending_tasks()
     limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
     async with (
         HeadlessResolver([cluster.nameserver]) as resolver,
@@ -392,7 +392,7 @@ async def test_cancelled_requests_release_their_pool_slots_and_sockets(
         ) as http,
     ):
         for pod in pods:
-            pod.latency = 5.0
+            pod.latency = 1.0
         requests = [asyncio.create_task(http.get(URL)) for _ in range(4)]
         await eventually(lambda: sum(pod.requests for pod in pods) == 4)
         for request in requests:
@@ -406,6 +406,7 @@ async def test_cancelled_requests_release_their_pool_slots_and_sockets(
             assert {r.status_code for r in responses} == {200}
     await eventually(lambda: all(pod.open_connections == 0 for pod in pods))
     await eventually(lambda: open_fds() <= fds_before)
+    await eventually(lambda: pending_tasks() <= tasks_before)
 
 
 async def test_a_dead_dns_server_is_a_typed_error_not_a_hang(cluster: LocalCluster) -> None:
