@@ -63,12 +63,13 @@ def convergence(path: Path, data: dict[str, Any]) -> None:
         )
     for label, t in marks.items():
         axes.axvline(t, color="grey", linestyle=":")
-        axes.text(t, 1.02, label.replace("_", " "), fontsize="x-small", rotation=20)
+        axes.text(t + 0.2, 1.03, label.replace("_", " "), fontsize="small")
     axes.set_ylim(0, 1.1)
+    axes.set_xlim(0, max(t for events in data["events"].values() for t, _ in events) + 1)
     axes.set_xlabel("seconds")
     axes.set_ylabel(f"share of requests to {new_pod}")
     axes.set_title("Convergence: 3 -> 4 pods, then the new pod leaves DNS and stops")
-    axes.legend(fontsize="small", loc="upper right")
+    axes.legend(fontsize="small", loc="center right")
     _save(figure, path)
 
 
