@@ -64,9 +64,9 @@ SIZES = {
         refreshes=2, sticky_pods=(10,), picks=2_000, sticky_keys=20_000, settle=0.5,
     ),
     "quick": Sizes(
-        name="quick", ttl=2, requests=400, concurrency=(1, 10, 50), wide_pods=10,
-        tail_requests=1_500, window=5.0, outage=6.0, hit_calls=50_000, refresh_pods=5_000,
-        refreshes=5, sticky_pods=(10, 100), picks=20_000, sticky_keys=100_000,
+        name="quick", ttl=2, requests=300, concurrency=(1, 10, 50), wide_pods=10,
+        tail_requests=1_200, window=5.0, outage=6.0, hit_calls=30_000, refresh_pods=5_000,
+        refreshes=3, sticky_pods=(10, 100), picks=10_000, sticky_keys=100_000,
     ),
     "full": Sizes(
         name="full", ttl=5, requests=2_000, concurrency=(1, 10, 50), wide_pods=10,
