@@ -103,7 +103,8 @@ class SoakReport:
         Floors, not means or peaks: blips and churn swing the counts up for a few seconds
         (connections to old and new pods at once), but a leak raises the floor.
         """
-        values = [getattr(s, metric) for s in self.samples[2:-1]]
+        warm_up = max(2, len(self.samples) // 10)
+        values = [getattr(s, metric) for s in self.samples[warm_up:-1]]
         half = len(values) // 2
         if half < 1:
             return 0.0
@@ -249,7 +250,8 @@ async def soak(config: SoakConfig, on_sample: Callable[[Sample], None] | None = 
             next_at = loop.time() + rng.uniform(0, interval)
             while next_at < deadline:
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
-                next_at += interval
+                # A constant rate, not a catch-up burst after the loop fell behind.
+                next_at = max(next_at + interval, loop.time())
                 try:
                     response = await http.get(url)
                     response.raise_for_status()
