@@ -75,6 +75,9 @@ SIZES = {
     ),
 }  # fmt: skip
 
+ROUNDS = 3
+"""Throughput: each cell's clients take turns this many times; a client's best round counts,
+so a burst of load from elsewhere on the machine does not decide a ratio."""
 SLOW_POD_LATENCY = 0.050
 TAIL_CONCURRENCY = 10
 PACED_WORKERS = 4
@@ -163,7 +166,8 @@ async def throughput(target: Target, sizes: Sizes, tick: Callable[[str], None]) 
         "throughput",
         "2. Throughput and spread",
         notes=[
-            f"{sizes.requests} requests per cell after a warm-up, limits max_connections=100, "
+            f"{sizes.requests} requests per client and cell in {ROUNDS} interleaved rounds after a "
+            "warm-up (req/s: the best round), limits max_connections=100, "
             "max_keepalive_connections=100 unless marked; spread = max/min requests per pod; "
             "1 pod = the per-pod name of one pod",
         ],
@@ -181,12 +185,21 @@ async def throughput(target: Target, sizes: Sizes, tick: Callable[[str], None]) 
             for limits_name, limits in limits_cases:
                 clients = CLIENTS if limits is WIDE else ("headless/round-robin", "httpx")
                 measured: dict[str, Load] = {}
-                for client in clients:
-                    tick(f"throughput {label} c={concurrency} {client}")
-                    async with open_client(client, url, target.nameserver, limits=limits) as send:
-                        measured[client] = await drive(
-                            send, concurrency, sizes.requests, warmup=min(4 * concurrency, 100)
-                        )
+                tick(f"throughput {label} c={concurrency} {limits_name}")
+                for _ in range(ROUNDS):
+                    for client in clients:
+                        async with open_client(
+                            client, url, target.nameserver, limits=limits
+                        ) as send:
+                            load = await drive(
+                                send,
+                                concurrency,
+                                sizes.requests // ROUNDS,
+                                warmup=min(4 * concurrency, 100),
+                            )
+                        best = measured.setdefault(client, Load())
+                        best.rate = max(best.rate, load.rate)
+                        best.hits.update(load.hits)
                 for client, load in measured.items():
                     row = {
                         "pods": label,

@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def planned_steps(sizes: _scenarios.Sizes, local: bool) -> int:
-    throughput = 3 * len(sizes.concurrency) * len(CLIENTS) + 2
+    throughput = 3 * len(sizes.concurrency) + 1
     return 1 + throughput + len(CLIENTS) + (2 if local else 0) + 2
 
 
