@@ -25,7 +25,7 @@ from headless_resolver._transports._routing import (
     DEFAULT_LIMITS,
     Attempts,
     HostMatch,
-    PodPool,
+    PoolShard,
     Route,
     Router,
     SocketOption,
@@ -60,7 +60,9 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
 
     The httpx options (``verify``, ``cert``, ``http1``, ``http2``, ``limits``,
     ``local_address``, ``socket_options``, ``connect_retries`` = httpx's ``retries``) apply
-    to every pod pool; ``limits`` are per pod.
+    to every pod pool; ``limits`` are per pod. A pod's pool is split into httpcore pools of
+    at most 8 kept-alive connections each (their limits add up to ``limits``), because
+    httpcore's bookkeeping costs every request time in proportion to its pool's connections.
 
     Proxies: pods are always reached directly. A forward proxy would resolve the service name
     itself (one pod, or none from outside the cluster), and httpcore's HTTP proxy ignores the
@@ -110,7 +112,6 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
             verify=self._ssl_context,
             http1=http1,
             http2=http2,
-            limits=limits,
             local_address=local_address,
             retries=connect_retries,
             socket_options=socket_options,
@@ -119,10 +120,11 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
             host_matcher(self._resolver, match, ports),
             ports,
             srv_from_scheme,
-            pod_transport,
+            lambda shard_limits: pod_transport(limits=shard_limits),
+            limits,
             contextlib.nullcontext(),
         )
-        self._passthrough = pod_transport(proxy=proxy, uds=uds)
+        self._passthrough = pod_transport(limits=limits, proxy=proxy, uds=uds)
 
     @property
     def resolver(self) -> HeadlessResolver:
@@ -147,8 +149,8 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
         except HeadlessResolverError as exc:
             raise resolution_failed(request, exc) from exc
         if endpoints.version != route.version:
-            for pool in self._router.update(route, endpoints):
-                await pool.transport.aclose()
+            for transport in self._router.update(route, endpoints):
+                await transport.aclose()
         attempts = Attempts(route)
         try:
             return await self._attempt(request, route, endpoints, attempts)
@@ -184,31 +186,31 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
         strategy = self._strategy
         endpoint = strategy.pick(endpoints, strategy.key_for(request), exclude=attempts.tried)
         attempts.tried.append(endpoint)
-        pool = self._router.checkout(route, endpoint)
+        shard = self._router.checkout(route, endpoint)
         started = time.perf_counter()
         try:
-            response = await pool.transport.handle_async_request(
+            response = await shard.transport.handle_async_request(
                 pod_request(request, route, endpoint)
             )
         except httpx.TransportError as exc:
             strategy.observe(endpoint, time.perf_counter() - started, False)
             attempts.last_error = exc
-            await self._checkin(pool)
+            await self._checkin(shard)
             raise
         except BaseException:
             strategy.release(endpoint)
-            await self._checkin(pool)
+            await self._checkin(shard)
             raise
         status = response.status_code
         ok = status not in self._failure_statuses
         strategy.observe(endpoint, time.perf_counter() - started, ok, status=status)
-        response.stream = _PodResponseStream(response.stream, self, pool)
+        response.stream = _PodResponseStream(response.stream, self, shard)
         response.request = request
         return response
 
-    async def _checkin(self, pool: PodPool[httpx.AsyncHTTPTransport]) -> None:
-        if self._router.checkin(pool):
-            await pool.transport.aclose()
+    async def _checkin(self, shard: PoolShard[httpx.AsyncHTTPTransport]) -> None:
+        for transport in self._router.checkin(shard):
+            await transport.aclose()
 
     async def aclose(self) -> None:
         """Close every pod pool, the pass-through transport, and the resolver if we made it."""
@@ -233,18 +235,18 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
 class _PodResponseStream(httpx.AsyncByteStream):
     """The pod's response body; closing it ends the request's use of the pod pool."""
 
-    __slots__ = ("_pool", "_stream", "_transport")
+    __slots__ = ("_shard", "_stream", "_transport")
 
     def __init__(
         self,
         stream: httpx.SyncByteStream | httpx.AsyncByteStream,
         transport: HeadlessTransport,
-        pool: PodPool[httpx.AsyncHTTPTransport],
+        shard: PoolShard[httpx.AsyncHTTPTransport],
     ) -> None:
         assert isinstance(stream, httpx.AsyncByteStream)
         self._stream = stream
         self._transport = transport
-        self._pool: PodPool[httpx.AsyncHTTPTransport] | None = pool
+        self._shard: PoolShard[httpx.AsyncHTTPTransport] | None = shard
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._stream.__aiter__()
@@ -253,6 +255,6 @@ class _PodResponseStream(httpx.AsyncByteStream):
         try:
             await self._stream.aclose()
         finally:
-            pool, self._pool = self._pool, None
-            if pool is not None:
-                await self._transport._checkin(pool)
+            shard, self._shard = self._shard, None
+            if shard is not None:
+                await self._transport._checkin(shard)

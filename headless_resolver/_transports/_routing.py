@@ -5,9 +5,10 @@ Kept free of I/O so both transports (and their locking rules) build on the same 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Generic, Protocol, TypeVar
 
 import httpx
@@ -22,6 +23,12 @@ SocketOption = (
 )
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 """httpx's own defaults; with one pool per pod they apply to each pod."""
+SHARD_CONNECTIONS = 8
+"""Connections kept alive per httpcore pool. Its bookkeeping walks every pooled connection
+(polling each idle one's socket) when a request starts and when it ends, so the cost of a
+request grows with the pool; a pod's connections are therefore split across several pools."""
+UNLIMITED_SHARDS = 8
+"""Shards per pod when neither connections nor keep-alive are limited."""
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -153,22 +160,64 @@ def resolution_failed(request: httpx.Request, exc: Exception) -> httpx.ConnectEr
 T = TypeVar("T")
 
 
+def shard_limits(limits: httpx.Limits) -> list[httpx.Limits]:
+    """A pod's ``limits`` split across its shards; the shards' limits add up to the pod's.
+
+    Sized so that each shard keeps at most ``SHARD_CONNECTIONS`` connections alive. Earlier
+    shards get the remainder, so no shard allows fewer connections than a later one.
+    """
+    sized_by = [n for n in (limits.max_connections, limits.max_keepalive_connections) if n]
+    count = -(-min(sized_by) // SHARD_CONNECTIONS) if sized_by else UNLIMITED_SHARDS
+
+    def share(total: int | None, index: int) -> int | None:
+        return None if total is None else total // count + (index < total % count)
+
+    return [
+        httpx.Limits(
+            max_connections=share(limits.max_connections, index),
+            max_keepalive_connections=share(limits.max_keepalive_connections, index),
+            keepalive_expiry=limits.keepalive_expiry,
+        )
+        for index in range(count)
+    ]
+
+
+@dataclass(slots=True, eq=False)
+class PoolShard(Generic[T]):
+    """One httpcore pool of a pod's connections, and the requests it is serving right now."""
+
+    pod: PodPool[T]
+    transport: T
+    in_flight: int = 0
+
+
 @dataclass(slots=True, eq=False)
 class PodPool(Generic[T]):
-    """One pod's connection pool and the requests it is serving right now."""
+    """One pod's connections, in shards opened as concurrency grows, and its requests in flight."""
 
     key: PoolKey
-    transport: T
+    shards: list[PoolShard[T]] = field(default_factory=list)
     in_flight: int = 0
     retired: bool = False
     closed: bool = False
+
+    def transports(self) -> list[T]:
+        return [shard.transport for shard in self.shards]
+
+
+_in_flight = attrgetter("in_flight")
+_NOTHING_TO_CLOSE: tuple[()] = ()
 
 
 class Router(Generic[T]):
     """Routes by host, keeps one pool per (pod IP, port, TLS name), retires pools of gone pods.
 
-    A pool whose pod left the set is closed once its in-flight requests have finished. The
-    ``lock`` guards the bookkeeping; the async transport passes a no-op one (one thread).
+    A pod's pool is sharded: a request goes to the shard with the fewest requests in flight,
+    and a new shard opens (up to the count ``shard_limits`` gives) only when every open one is
+    busy, so one client at a time reuses a single connection. Since earlier shards never allow
+    fewer connections than later ones, a request waits for a connection only when every shard
+    is at its limit. A pool whose pod left the set is closed once its in-flight requests have
+    finished. The ``lock`` guards the bookkeeping; the async transport passes a no-op one.
     """
 
     def __init__(
@@ -176,13 +225,15 @@ class Router(Generic[T]):
         matches: Callable[[str], bool],
         ports: Mapping[str, str],
         srv_from_scheme: bool,
-        new_pool: Callable[[], T],
+        new_shard: Callable[[httpx.Limits], T],
+        limits: httpx.Limits,
         lock: AbstractContextManager[object],
     ) -> None:
         self._matches = matches
         self._ports = {host.lower(): name for host, name in ports.items()}
         self._srv_from_scheme = srv_from_scheme
-        self._new_pool = new_pool
+        self._new_shard = new_shard
+        self._shard_limits = shard_limits(limits)
         self._lock = lock
         self._routes: dict[tuple[str, str, int | None], Route | None] = {}
         self._pools: dict[PoolKey, PodPool[T]] = {}
@@ -211,8 +262,8 @@ class Router(Generic[T]):
         default_port = port if port is not None else DEFAULT_PORTS.get(scheme, 80)
         return Route(host, port_name, default_port)
 
-    def update(self, route: Route, endpoints: EndpointSet) -> list[PodPool[T]]:
-        """Record a new set for the route; returns pools to close now (gone and idle)."""
+    def update(self, route: Route, endpoints: EndpointSet) -> list[T]:
+        """Record a new set for the route; returns transports to close now (gone and idle)."""
         members = frozenset((key[0], key[1]) for key in map(route.pool_key, endpoints))
         with self._lock:
             if endpoints.version == route.version:
@@ -231,40 +282,47 @@ class Router(Generic[T]):
                 if other is not None and other is not route and other.host == route.host
                 for member in other.members
             }
-            to_close = []
+            to_close: list[T] = []
             for ip, port in gone - still_used:
                 pool = self._pools.get((ip, port, route.host))
                 if pool is None:
                     continue
                 pool.retired = True
                 if pool.in_flight == 0:
-                    to_close.append(self._forget(pool))
+                    to_close += self._forget(pool)
             return to_close
 
-    def checkout(self, route: Route, endpoint: Endpoint) -> PodPool[T]:
-        """The pod's pool, created on first use, with this request counted as in flight."""
+    def checkout(self, route: Route, endpoint: Endpoint) -> PoolShard[T]:
+        """A shard of the pod's pool, opened on demand, with this request counted in flight."""
         key = route.pool_key(endpoint)
         with self._lock:
             pool = self._pools.get(key)
             if pool is None:
-                pool = self._pools[key] = PodPool(key, self._new_pool())
+                pool = self._pools[key] = PodPool(key)
+            shards = pool.shards
+            shard = min(shards, key=_in_flight) if shards else None
+            if shard is None or (shard.in_flight and len(shards) < len(self._shard_limits)):
+                shard = PoolShard(pool, self._new_shard(self._shard_limits[len(shards)]))
+                shards.append(shard)
+            shard.in_flight += 1
             pool.in_flight += 1
-            return pool
+            return shard
 
-    def checkin(self, pool: PodPool[T]) -> bool:
-        """The request has finished; True when the caller must now close the pool."""
+    def checkin(self, shard: PoolShard[T]) -> Sequence[T]:
+        """The request has finished; returns the transports the caller must now close."""
+        pool = shard.pod
         with self._lock:
+            shard.in_flight -= 1
             pool.in_flight -= 1
             if pool.retired and pool.in_flight == 0 and not pool.closed:
-                self._forget(pool)
-                return True
-            return False
+                return self._forget(pool)
+            return _NOTHING_TO_CLOSE
 
-    def _forget(self, pool: PodPool[T]) -> PodPool[T]:
+    def _forget(self, pool: PodPool[T]) -> list[T]:
         pool.closed = True
         if self._pools.get(pool.key) is pool:
             del self._pools[pool.key]
-        return pool
+        return pool.transports()
 
     def pool_keys(self) -> list[PoolKey]:
         """Keys of the open pools (for inspection and tests)."""
@@ -279,4 +337,4 @@ class Router(Generic[T]):
             self._routes.clear()
         for pool in pools:
             pool.closed = True
-        return [pool.transport for pool in pools]
+        return [transport for pool in pools for transport in pool.transports()]

@@ -27,7 +27,7 @@ from headless_resolver._transports._routing import (
     DEFAULT_LIMITS,
     Attempts,
     HostMatch,
-    PodPool,
+    PoolShard,
     Route,
     Router,
     SocketOption,
@@ -122,7 +122,6 @@ class SyncHeadlessTransport(httpx.BaseTransport):
             verify=ssl_context,
             http1=http1,
             http2=http2,
-            limits=limits,
             local_address=local_address,
             retries=connect_retries,
             socket_options=socket_options,
@@ -131,10 +130,11 @@ class SyncHeadlessTransport(httpx.BaseTransport):
             host_matcher(self._resolver, match, ports),
             ports,
             srv_from_scheme,
-            pod_transport,
+            lambda shard_limits: pod_transport(limits=shard_limits),
+            limits,
             threading.Lock(),
         )
-        self._passthrough = pod_transport(proxy=proxy, uds=uds)
+        self._passthrough = pod_transport(limits=limits, proxy=proxy, uds=uds)
         self._closed = False
 
     @property
@@ -155,8 +155,8 @@ class SyncHeadlessTransport(httpx.BaseTransport):
             return self._passthrough.handle_request(request)
         endpoints = self._endpoints(request, route)
         if endpoints.version != route.version:
-            for pool in self._router.update(route, endpoints):
-                pool.transport.close()
+            for transport in self._router.update(route, endpoints):
+                transport.close()
         attempts = Attempts(route)
         try:
             return self._attempt(request, route, endpoints, attempts)
@@ -211,29 +211,29 @@ class SyncHeadlessTransport(httpx.BaseTransport):
         strategy = self._strategy
         endpoint = strategy.pick(endpoints, strategy.key_for(request), exclude=attempts.tried)
         attempts.tried.append(endpoint)
-        pool = self._router.checkout(route, endpoint)
+        shard = self._router.checkout(route, endpoint)
         started = time.perf_counter()
         try:
-            response = pool.transport.handle_request(pod_request(request, route, endpoint))
+            response = shard.transport.handle_request(pod_request(request, route, endpoint))
         except httpx.TransportError as exc:
             strategy.observe(endpoint, time.perf_counter() - started, False)
             attempts.last_error = exc
-            self._checkin(pool)
+            self._checkin(shard)
             raise
         except BaseException:
             strategy.release(endpoint)
-            self._checkin(pool)
+            self._checkin(shard)
             raise
         status = response.status_code
         ok = status not in self._failure_statuses
         strategy.observe(endpoint, time.perf_counter() - started, ok, status=status)
-        response.stream = _PodResponseStream(response.stream, self, pool)
+        response.stream = _PodResponseStream(response.stream, self, shard)
         response.request = request
         return response
 
-    def _checkin(self, pool: PodPool[httpx.HTTPTransport]) -> None:
-        if self._router.checkin(pool):
-            pool.transport.close()
+    def _checkin(self, shard: PoolShard[httpx.HTTPTransport]) -> None:
+        for transport in self._router.checkin(shard):
+            transport.close()
 
     def close(self) -> None:
         """Close every pod pool, the pass-through transport, the resolver, and the thread."""
@@ -263,18 +263,18 @@ class SyncHeadlessTransport(httpx.BaseTransport):
 class _PodResponseStream(httpx.SyncByteStream):
     """The pod's response body; closing it ends the request's use of the pod pool."""
 
-    __slots__ = ("_pool", "_stream", "_transport")
+    __slots__ = ("_shard", "_stream", "_transport")
 
     def __init__(
         self,
         stream: httpx.SyncByteStream | httpx.AsyncByteStream,
         transport: SyncHeadlessTransport,
-        pool: PodPool[httpx.HTTPTransport],
+        shard: PoolShard[httpx.HTTPTransport],
     ) -> None:
         assert isinstance(stream, httpx.SyncByteStream)
         self._stream = stream
         self._transport = transport
-        self._pool: PodPool[httpx.HTTPTransport] | None = pool
+        self._shard: PoolShard[httpx.HTTPTransport] | None = shard
 
     def __iter__(self) -> Iterator[bytes]:
         return self._stream.__iter__()
@@ -283,6 +283,6 @@ class _PodResponseStream(httpx.SyncByteStream):
         try:
             self._stream.close()
         finally:
-            pool, self._pool = self._pool, None
-            if pool is not None:
-                self._transport._checkin(pool)
+            shard, self._shard = self._shard, None
+            if shard is not None:
+                self._transport._checkin(shard)
