@@ -1,6 +1,7 @@
 """Requests/s and per-pod spread: HeadlessTransport, plain httpx and aiohttp, side by side.
 
-Run: ``python benchmarks/bench_transport.py [--requests N] [--rounds R]``. The pods (a
+Run: ``python benchmarks/bench_transport.py [--requests N] [--rounds R]`` (``--help`` for
+running only some rows). The pods (a
 LocalCluster: a 1-pod service ``solo`` and a 3-pod service ``web``) run in a child process, so
 the clients measured here share no CPU time with the servers. Every client sends the same
 GETs to the service name at concurrency 1, 10 and 50:
@@ -12,6 +13,11 @@ GETs to the service name at concurrency 1, 10 and 50:
 
 Each row is run with httpx's default limits (20 connections kept alive) and with
 ``max_connections=100, max_keepalive_connections=100``. Spread is max/min requests per pod.
+
+On a shared machine the load of other processes moves every figure, so the clients of a row
+run in turns, round after round, and each ratio to plain httpx is taken between runs of the
+same round before the median over rounds: a load change between rounds cancels out. Client CPU
+per request moves less with load than requests/s and is reported beside it.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import math
 import multiprocessing
+import os
+import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -151,50 +160,148 @@ def spread(hits: dict[str, int], pods: int) -> str:
     return f"{ratio}  {'/'.join(str(n) for n in sorted(counts, reverse=True))}"
 
 
-async def bench(nameserver: str, ports: dict[str, int], total: int, rounds: int) -> None:
+def spread_ratio(hits: dict[str, int], pods: int) -> float:
+    counts = list(hits.values()) + [0] * (pods - len(hits))
+    return max(counts) / min(counts) if min(counts) else math.inf
+
+
+@dataclass
+class Cell:
+    """Every client's runs for one (service, limits, concurrency), round by round."""
+
+    service: str
+    pods: int
+    limits: str
+    concurrency: int
+    runs: dict[str, list[Result]]
+
+    def rate(self, client: str) -> float:
+        return statistics.median(r.rate for r in self.runs[client])
+
+    def cpu_us(self, client: str) -> float:
+        return statistics.median(r.cpu_us for r in self.runs[client])
+
+    def vs_httpx(self, client: str) -> float:
+        """Median over rounds of the rate ratio to plain httpx run in the same round."""
+        pairs = zip(self.runs[client], self.runs["httpx"], strict=True)
+        return statistics.median(ours.rate / theirs.rate for ours, theirs in pairs)
+
+    def cpu_vs_httpx(self, client: str) -> float:
+        """Median over rounds of plain httpx's CPU per request over this client's (>1: cheaper)."""
+        pairs = zip(self.runs[client], self.runs["httpx"], strict=True)
+        return statistics.median(theirs.cpu_us / ours.cpu_us for ours, theirs in pairs)
+
+    def worst_spread(self, client: str) -> Result:
+        return max(self.runs[client], key=lambda r: spread_ratio(r.hits, self.pods))
+
+
+def load_average() -> str:
+    return " ".join(f"{n:.2f}" for n in os.getloadavg())
+
+
+async def bench(
+    nameserver: str,
+    ports: dict[str, int],
+    total: int,
+    rounds: int,
+    *,
+    services: Collection[str] = ("solo", "web"),
+    limits: Collection[str] = tuple(LIMITS),
+    concurrency: Collection[int] = CONCURRENCY,
+) -> list[Cell]:
+    """Run and print the table; every client runs once per round, in alternating order."""
     print(f"plain clients: {HOW}")
     print(
-        f"{total} requests per run after warm-up, best of {rounds} interleaved runs; "
-        "cpu = client CPU per request; spread = max/min requests per pod\n"
+        f"{total} requests per run after warm-up, {rounds} rounds; every client runs once per "
+        "round, in alternating order.\nreq/s and cpu (client CPU per request): median of "
+        "rounds; vs httpx: median of the same-round ratios (cpu: httpx's over ours, >1 is "
+        "cheaper);\nspread: max/min requests per pod, worst round. "
+        f"Load average at start: {load_average()}\n"
     )
     header = (
-        f"{'service':8} {'limits':15} {'conc':>4}  {'client':9} {'req/s':>8}  vs httpx"
-        f"  {'cpu us':>7}  spread"
+        f"{'service':8} {'limits':15} {'conc':>4}  {'client':9} {'req/s':>7}  vs httpx"
+        f"  {'cpu us':>6}  vs httpx  spread"
     )
     print(header)
     print("-" * len(header))
+    cells = []
     for service, pods in (("solo", 1), ("web", 3)):
+        if service not in services:
+            continue
         url = f"http://{service}.default.svc.cluster.local:{ports[service]}/"
-        for limits_name, limits in LIMITS.items():
-            for concurrency in CONCURRENCY:
-                best: dict[str, Result] = {}
-                for _ in range(rounds):
-                    for name, run in CLIENTS.items():
-                        result = await run(url, nameserver, limits, concurrency, total)
-                        if name not in best or result.rate > best[name].rate:
-                            best[name] = result
-                baseline = best["httpx"].rate
-                for name, result in best.items():
+        for limits_name in limits:
+            for conc in concurrency:
+                cell = Cell(service, pods, limits_name, conc, {name: [] for name in CLIENTS})
+                for round_ in range(rounds):
+                    order = list(CLIENTS) if round_ % 2 == 0 else list(reversed(CLIENTS))
+                    for name in order:
+                        run = CLIENTS[name]
+                        cell.runs[name].append(
+                            await run(url, nameserver, LIMITS[limits_name], conc, total)
+                        )
+                for name in CLIENTS:
                     print(
-                        f"{service:8} {limits_name:15} {concurrency:4}  {name:9}"
-                        f" {result.rate:8.0f}  {result.rate / baseline:7.2f}x"
-                        f"  {result.cpu_us:7.0f}  {spread(result.hits, pods)}"
+                        f"{service:8} {limits_name:15} {conc:4}  {name:9} {cell.rate(name):7.0f}"
+                        f"  {cell.vs_httpx(name):7.2f}x  {cell.cpu_us(name):6.0f}"
+                        f"  {cell.cpu_vs_httpx(name):7.2f}x"
+                        f"  {spread(cell.worst_spread(name).hits, pods)}"
                     )
                 print()
+                cells.append(cell)
+    print(f"Load average at end: {load_average()}")
+    for line in target_report(cells):
+        print(line)
+    return cells
+
+
+def target_report(cells: list[Cell]) -> list[str]:
+    """The issue's targets for HeadlessTransport, each with the figure that decides it."""
+
+    def verdict(ok: bool) -> str:
+        return "met   " if ok else "MISSED"
+
+    lines = ["", "targets (headless, round robin):"]
+    for cell in cells:
+        where = f"{cell.service} {cell.limits}, c={cell.concurrency}"
+        ratio = cell.vs_httpx("headless")
+        if cell.service == "solo":
+            lines.append(f"  {verdict(ratio >= 0.95)} >= 0.95x httpx, {where}: {ratio:.2f}x")
+        elif cell.limits == "keep 100 alive" and cell.concurrency == 50:
+            lines.append(f"  {verdict(ratio >= 2.0)} >= 2x httpx, {where}: {ratio:.2f}x")
+        if cell.pods > 1:
+            worst = spread_ratio(cell.worst_spread("headless").hits, cell.pods)
+            lines.append(f"  {verdict(worst <= 1.05)} spread <= 1.05, {where}: {worst:.2f}")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per run")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per client; the best counts")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per client and cell")
+    parser.add_argument("--services", nargs="+", choices=("solo", "web"), default=("solo", "web"))
+    parser.add_argument(
+        "--limits", nargs="+", choices=("default", "wide"), default=("default", "wide")
+    )
+    parser.add_argument("--concurrency", nargs="+", type=int, default=CONCURRENCY)
     args = parser.parse_args()
+    limits = [{"default": "default limits", "wide": "keep 100 alive"}[n] for n in args.limits]
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
     pods = context.Process(target=serve_pods, args=(child,), daemon=True)
     pods.start()
     try:
         nameserver, ports = parent.recv()
-        asyncio.run(bench(nameserver, ports, args.requests, args.rounds))
+        asyncio.run(
+            bench(
+                nameserver,
+                ports,
+                args.requests,
+                args.rounds,
+                services=args.services,
+                limits=limits,
+                concurrency=args.concurrency,
+            )
+        )
     finally:
         parent.send("stop")
         pods.join(10)
