@@ -247,7 +247,15 @@ async def test_nodata_is_a_negative_noerror_answer(
 
 @pytest.mark.parametrize(
     ("rcode", "soa_ttl", "minimum", "negative_ttl"),
-    [("NXDOMAIN", 30, 4, 4), ("NXDOMAIN", 3, 60, 3), ("NOERROR", 30, 4, 4), ("NOERROR", 3, 60, 3)],
+    [
+        ("NXDOMAIN", 30, 4, 4),
+        ("NXDOMAIN", 3, 60, 3),
+        ("NOERROR", 30, 4, 4),
+        ("NOERROR", 3, 60, 3),
+        # RFC 2181 section 8: a TTL with the top bit set counts as 0.
+        ("NXDOMAIN", 2**31, 60, 0),
+        ("NOERROR", 30, 2**31 + 5, 0),
+    ],
 )
 async def test_negative_ttl_is_the_smaller_of_soa_ttl_and_minimum(
     scripted: Callable[[Script], Awaitable[ScriptedDns]],
@@ -369,6 +377,22 @@ async def test_records_for_other_names_and_types_are_ignored(
 
     assert sorted(answer.addresses) == ["10.0.0.1", "10.0.0.2"]
     assert answer.ttl == 20
+
+
+async def test_a_ttl_with_the_top_bit_set_counts_as_zero(
+    scripted: Callable[[Script], Awaitable[ScriptedDns]], open_backend: OpenBackend
+) -> None:
+    async def huge(request: dns.message.Message, over_tcp: bool) -> bytes:
+        return reply_to(
+            request, f"{WEB} 30 IN A 10.0.0.1", f"{WEB} {2**31 + 1} IN A 10.0.0.2"
+        ).to_wire()
+
+    server = await scripted(huge)
+
+    answer = await open_backend("127.0.0.1", server.port).query(WEB, "A")
+
+    assert sorted(answer.addresses) == ["10.0.0.1", "10.0.0.2"]
+    assert answer.ttl == 0
 
 
 async def test_srv_glue_is_kept_only_for_srv_targets(

@@ -28,7 +28,7 @@ from typing import Any
 import pycares
 from pycares import _cares, _ffi, _lib, _shutdown_manager  # type: ignore[attr-defined]
 
-from headless_resolver._dns._base import DnsAnswer, RecordType, SrvRecord
+from headless_resolver._dns._base import DnsAnswer, RecordType, SrvRecord, rfc2181_ttl
 from headless_resolver._dns._dnspython import EDNS_PAYLOAD, check_nameservers, check_query
 from headless_resolver._dns._wire import TYPE_CODES
 from headless_resolver._errors import InvalidServiceName, ResolutionError
@@ -242,7 +242,7 @@ def _read(dnsrec: Any, name: str, rdtype: RecordType, rcode: str) -> DnsAnswer:
             )
         else:
             addresses.append(_address(rr, wanted))
-        ttl = _rr_ttl(rr)
+        ttl = rfc2181_ttl(_rr_ttl(rr))
         min_ttl = ttl if min_ttl is None or ttl < min_ttl else min_ttl
     glue: dict[str, list[str]] = {}
     if srv:
@@ -255,7 +255,7 @@ def _read(dnsrec: Any, name: str, rdtype: RecordType, rcode: str) -> DnsAnswer:
             target = _string(_rr_name(rr)).decode("latin-1").lower() + "."
             if target in targets:
                 glue.setdefault(target, []).append(_address(rr, rtype))
-                ttl = _rr_ttl(rr)
+                ttl = rfc2181_ttl(_rr_ttl(rr))
                 min_ttl = ttl if min_ttl is None or ttl < min_ttl else min_ttl
     positive = rcode == "NOERROR" and bool(addresses or srv)
     negative_ttl: int | None = None
@@ -263,7 +263,10 @@ def _read(dnsrec: Any, name: str, rdtype: RecordType, rcode: str) -> DnsAnswer:
         for i in range(_rr_count(dnsrec, _AUTHORITY)):
             rr = _rr_at(dnsrec, _AUTHORITY, i)
             if _rr_type(rr) == _SOA:
-                negative_ttl = min(_rr_ttl(rr), _rr_u32(rr, _lib.ARES_RR_SOA_MINIMUM))
+                negative_ttl = min(
+                    rfc2181_ttl(_rr_ttl(rr)),
+                    rfc2181_ttl(_rr_u32(rr, _lib.ARES_RR_SOA_MINIMUM)),
+                )
                 break
     return DnsAnswer(
         name=name,

@@ -51,6 +51,12 @@ class DnsAnswer:
         return self.rcode == NXDOMAIN or not (self.addresses or self.srv)
 
 
+def rfc2181_ttl(value: int) -> int:
+    """A TTL as received: 32 bits on the wire, but one with the top bit set means 0 (RFC 2181
+    section 8), so a hostile 2^31 or more can neither pin a record nor look like a long TTL."""
+    return 0 if value & 0x80000000 else value
+
+
 class DnsBackend(Protocol):
     """Sends one query for an absolute name and type; never searches, never caches."""
 

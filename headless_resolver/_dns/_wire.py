@@ -12,7 +12,14 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from headless_resolver._dns._base import NOERROR, NXDOMAIN, DnsAnswer, RecordType, SrvRecord
+from headless_resolver._dns._base import (
+    NOERROR,
+    NXDOMAIN,
+    DnsAnswer,
+    RecordType,
+    SrvRecord,
+    rfc2181_ttl,
+)
 
 _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")
@@ -103,13 +110,14 @@ def _parse(wire: bytes, query_id: int, name: str, rdtype: RecordType) -> Respons
     for section, count in ((1, ancount), (2, nscount), (3, arcount)):
         for _ in range(count):
             owner, offset = _read_name(wire, offset, names)
-            rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(wire, offset)
+            rtype, rclass, raw_ttl, rdlength = _RR_FIXED.unpack_from(wire, offset)
+            ttl = rfc2181_ttl(raw_ttl)
             offset += 10
             rdata_end = offset + rdlength
             if rdata_end > end:
                 raise MalformedResponse("record data runs past the end of the message")
             if rtype == _OPT:
-                rcode_value |= (ttl >> 24) << 4
+                rcode_value |= (raw_ttl >> 24) << 4
             elif rclass != _CLASS_IN:
                 pass
             elif section == 1:
@@ -124,7 +132,7 @@ def _parse(wire: bytes, query_id: int, name: str, rdtype: RecordType) -> Respons
             elif section == 2:
                 if rtype == _SOA and negative_ttl is None:
                     minimum = _U32.unpack_from(wire, rdata_end - 4)[0]
-                    negative_ttl = min(ttl, minimum)
+                    negative_ttl = min(ttl, rfc2181_ttl(minimum))
             elif wanted == 33 and rtype in (1, 28):
                 glue.setdefault(owner, []).append(_address(wire, offset, rdlength, rtype))
                 glue_ttls[owner] = min(ttl, glue_ttls.get(owner, ttl))
