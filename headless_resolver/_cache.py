@@ -129,6 +129,16 @@ class Entry:
             return self.served
         return None
 
+    def stale(self, now: float) -> EndpointSet | None:
+        """The last good set marked stale, while it may still be served (RFC 8767), else None.
+
+        For callers that arrive after expiry while a refresh is still out: DNS has then been
+        slow for a fifth of the TTL already, and the request should not wait for it too.
+        """
+        if self.endpoints and now < self.stale_until:
+            return self.endpoints.replace(stale=True)
+        return None
+
     def record_answer(
         self,
         endpoints: Iterable[Endpoint],

@@ -376,7 +376,9 @@ class HeadlessResolver:
             self.stats.negative_hits += 1
             raise
         if served is None:
-            served = await self._join_flight(entry)
+            flight = entry.flight
+            if flight is None or flight.cancelling() or (served := entry.stale(now)) is None:
+                served = await self._join_flight(entry)
         elif not served.stale:
             self.stats.cache_hits += 1
         if served.stale:

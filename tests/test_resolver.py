@@ -278,11 +278,31 @@ async def test_refresh_due_on_a_hit_answers_from_cache_and_refreshes_in_backgrou
     first = await resolver.resolve("web")
     clock.advance(9.0)  # past 80 % +- 10 %: refresh due, answer still fresh
     assert await resolver.resolve("web") is first
-    await until(lambda: resolver.stats.queries == 4)
+    await until(lambda: resolver.stats.queries == 4 and resolver.peek("web") is not first)
     clock.advance(2.0)  # past the first answer's expiry
     assert (await resolver.resolve("web")).expires_at == 1000.0 + 9.0 + 10.0
     assert resolver.stats.queries == 4
     assert resolver.stats.refreshes == 1
+
+
+async def test_a_caller_after_expiry_gets_the_stale_set_while_a_slow_refresh_is_out(
+    cluster_dns: ClusterDNS, open_resolver: OpenResolver
+) -> None:
+    clock = FakeClock()
+    resolver = open_resolver(cluster_dns.nameserver, clock=clock, timeout=30.0)
+    first = await resolver.resolve("web")
+    cluster_dns.delay = 30.0  # DNS stops answering in time, without failing
+    clock.advance(4.5)  # refresh due: answered from cache, refresh starts in the background
+    assert await resolver.resolve("web") is first
+    await until(lambda: cluster_dns.query_count(WEB_FQDN, "A") == 2)
+    clock.advance(1.0)  # past expiry, the refresh still out
+
+    async with asyncio.timeout(5.0):  # far less than the 30 s the refresh will take
+        served = await resolver.resolve("web")
+
+    assert served.stale
+    assert served.members == first.members
+    assert cluster_dns.query_count(WEB_FQDN, "A") == 2
 
 
 # -- refresh-ahead and change on a real clock -------------------------------------------------
