@@ -16,9 +16,14 @@ from typing import Any
 import aiohttp
 import httpx
 
-from headless_resolver import HeadlessResolver
-from headless_resolver._strategies import LeastLatency, RoundRobin, Sticky, Strategy
-from headless_resolver._transports import HeadlessTransport
+from headless_resolver import (
+    HeadlessResolver,
+    HeadlessTransport,
+    LeastLatency,
+    RoundRobin,
+    Sticky,
+    Strategy,
+)
 
 Send = Callable[[], Awaitable[str]]
 
