@@ -22,7 +22,7 @@ from headless_resolver import (
     ServiceNotFound,
     Sticky,
 )
-from headless_resolver._transports._routing import pod_url
+from headless_resolver._transports._routing import pod_url, shard_limits
 from headless_resolver.testing import LocalCluster, PodServer
 
 WEB = "web.default.svc.cluster.local"
@@ -100,11 +100,23 @@ async def test_least_latency_avoids_the_slow_pod(
     cluster: LocalCluster, resolver: HeadlessResolver
 ) -> None:
     pods = await cluster.add_service("web", pods=3)
-    pods[0].latency = 0.05
-    async with client(HeadlessTransport(resolver, LeastLatency())) as http:
+    slow = pods[0]
+    # Far above what a fast pod takes even on a loaded machine (a test ran once saw ~20 ms),
+    # so the slow pod loses every comparison once timed; a fair share would be 20 requests.
+    slow.latency = 0.25
+    strategy = LeastLatency()
+    async with client(HeadlessTransport(resolver, strategy)) as http:
         for _ in range(10):
             await asyncio.gather(*(http.get(URL) for _ in range(6)))
-    assert pods[0].requests < 10 < min(pods[1].requests, pods[2].requests), served(pods)
+    rtt = {}
+    for endpoint in await resolver.resolve(WEB):
+        estimate = strategy.estimate(endpoint)
+        assert estimate is not None, endpoint
+        assert estimate.state is not None, endpoint
+        rtt[endpoint.ip] = estimate.state[0]
+    fast_rtt = [rtt[pod.ip] for pod in pods[1:]]
+    assert rtt[slow.ip] >= slow.latency > max(fast_rtt), rtt  # the transport timed each pod
+    assert slow.requests < 10 < min(pods[1].requests, pods[2].requests), served(pods)
 
 
 async def test_sticky_sends_each_key_to_one_pod_and_spreads_keys(
@@ -287,6 +299,55 @@ async def test_one_pool_per_pod_and_gone_pods_pools_are_closed(
     scaling.cancel()
     await asyncio.gather(scaling, return_exceptions=True)
     await asyncio.gather(*(pod.stop() for pod in pods[1:]))
+
+
+@pytest.mark.parametrize(
+    ("limits", "shards"),
+    [
+        (
+            httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            [(34, 7), (33, 7), (33, 6)],
+        ),
+        (
+            httpx.Limits(max_connections=100, max_keepalive_connections=100),
+            [(8, 8)] * 9 + [(7, 7)] * 4,
+        ),
+        (httpx.Limits(max_connections=5, max_keepalive_connections=20), [(5, 20)]),
+        (httpx.Limits(max_connections=10, max_keepalive_connections=0), [(5, 0), (5, 0)]),
+        (httpx.Limits(max_connections=None, max_keepalive_connections=None), [(None, None)] * 8),
+    ],
+)
+def test_a_pods_limits_split_into_shards_that_add_up_to_them(
+    limits: httpx.Limits, shards: list[tuple[int | None, int | None]]
+) -> None:
+    split = shard_limits(limits)
+    assert [(s.max_connections, s.max_keepalive_connections) for s in split] == shards
+    assert {s.keepalive_expiry for s in split} == {limits.keepalive_expiry}
+
+
+async def test_concurrent_requests_to_one_pod_stay_within_its_connection_limit(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=1)
+    pods[0].latency = 0.05
+    limits = httpx.Limits(max_connections=10, max_keepalive_connections=10)
+    async with client(HeadlessTransport(resolver, limits=limits)) as http:
+        responses = await asyncio.gather(*(http.get(URL) for _ in range(30)))
+        assert [r.status_code for r in responses] == [200] * 30
+        assert pods[0].connections_total == 10  # over two shards; none closed, none beyond
+        assert pods[0].open_connections == 10
+
+
+async def test_a_pod_keeps_alive_no_more_connections_than_its_limit(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=1)
+    pods[0].latency = 0.05
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    async with client(HeadlessTransport(resolver, limits=limits)) as http:
+        await asyncio.gather(*(http.get(URL) for _ in range(30)))
+        assert pods[0].connections_total == 30
+        await eventually(lambda: pods[0].open_connections == 20)
 
 
 async def test_a_gone_pod_pool_closes_after_its_in_flight_request(
