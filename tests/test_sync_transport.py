@@ -79,6 +79,18 @@ def test_a_client_shared_by_8_threads_spreads_evenly(cluster: ClusterThread) -> 
     assert 1 <= queries <= 2  # cached: one lookup served 240 requests from 8 threads
 
 
+def test_16_threads_on_one_pod_stay_within_its_connection_limit(cluster: ClusterThread) -> None:
+    (pod,) = cluster.run(cluster.cluster.add_service("web", pods=1))
+    pod.latency = 0.05
+    limits = httpx.Limits(max_connections=12, max_keepalive_connections=12)
+    with client(transport(cluster, limits=limits)) as http:
+        with ThreadPoolExecutor(16) as threads:
+            statuses = list(threads.map(lambda _: http.get(URL).status_code, range(48)))
+        assert statuses == [200] * 48
+        assert pod.connections_total == 12  # over two shards; none closed, none beyond
+        assert pod.open_connections == 12
+
+
 def test_host_and_tls_server_name_are_the_service(cluster: ClusterThread) -> None:
     cluster.run(cluster.cluster.add_service("web", pods=2, tls=True))
     verify = ssl.create_default_context(cafile=str(cluster.cluster.ca_cert))
