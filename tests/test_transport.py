@@ -325,6 +325,11 @@ def test_a_pods_limits_split_into_shards_that_add_up_to_them(
     assert {s.keepalive_expiry for s in split} == {limits.keepalive_expiry}
 
 
+def test_over_http2_a_pods_pool_stays_whole_for_one_multiplexed_connection() -> None:
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    assert shard_limits(limits, http2=True) == [limits]
+
+
 async def test_concurrent_requests_to_one_pod_stay_within_its_connection_limit(
     cluster: LocalCluster, resolver: HeadlessResolver
 ) -> None:

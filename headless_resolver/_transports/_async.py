@@ -33,6 +33,7 @@ from headless_resolver._transports._routing import (
     pod_request,
     resolution_failed,
     retryable,
+    shard_limits,
 )
 
 
@@ -60,9 +61,10 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
 
     The httpx options (``verify``, ``cert``, ``http1``, ``http2``, ``limits``,
     ``local_address``, ``socket_options``, ``connect_retries`` = httpx's ``retries``) apply
-    to every pod pool; ``limits`` are per pod. A pod's pool is split into httpcore pools of
-    at most 8 kept-alive connections each (their limits add up to ``limits``), because
-    httpcore's bookkeeping costs every request time in proportion to its pool's connections.
+    to every pod pool; ``limits`` are per pod. Over HTTP/1.1 a pod's pool is split into
+    httpcore pools of at most 8 kept-alive connections each (their limits add up to
+    ``limits``), because httpcore's bookkeeping costs every request time in proportion to
+    the connections of its pool.
 
     Proxies: pods are always reached directly. A forward proxy would resolve the service name
     itself (one pod, or none from outside the cluster), and httpcore's HTTP proxy ignores the
@@ -120,8 +122,8 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
             host_matcher(self._resolver, match, ports),
             ports,
             srv_from_scheme,
-            lambda shard_limits: pod_transport(limits=shard_limits),
-            limits,
+            lambda limits: pod_transport(limits=limits),
+            shard_limits(limits, http2=http2),
             contextlib.nullcontext(),
         )
         self._passthrough = pod_transport(limits=limits, proxy=proxy, uds=uds)

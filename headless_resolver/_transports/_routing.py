@@ -160,12 +160,15 @@ def resolution_failed(request: httpx.Request, exc: Exception) -> httpx.ConnectEr
 T = TypeVar("T")
 
 
-def shard_limits(limits: httpx.Limits) -> list[httpx.Limits]:
+def shard_limits(limits: httpx.Limits, *, http2: bool = False) -> list[httpx.Limits]:
     """A pod's ``limits`` split across its shards; the shards' limits add up to the pod's.
 
     Sized so that each shard keeps at most ``SHARD_CONNECTIONS`` connections alive. Earlier
-    shards get the remainder, so no shard allows fewer connections than a later one.
+    shards get the remainder, so no shard allows fewer connections than a later one. With
+    HTTP/2 the pool stays whole: requests share one multiplexed connection per pod.
     """
+    if http2:
+        return [limits]
     sized_by = [n for n in (limits.max_connections, limits.max_keepalive_connections) if n]
     count = -(-min(sized_by) // SHARD_CONNECTIONS) if sized_by else UNLIMITED_SHARDS
 
@@ -212,12 +215,13 @@ _NOTHING_TO_CLOSE: tuple[()] = ()
 class Router(Generic[T]):
     """Routes by host, keeps one pool per (pod IP, port, TLS name), retires pools of gone pods.
 
-    A pod's pool is sharded: a request goes to the shard with the fewest requests in flight,
-    and a new shard opens (up to the count ``shard_limits`` gives) only when every open one is
-    busy, so one client at a time reuses a single connection. Since earlier shards never allow
-    fewer connections than later ones, a request waits for a connection only when every shard
-    is at its limit. A pool whose pod left the set is closed once its in-flight requests have
-    finished. The ``lock`` guards the bookkeeping; the async transport passes a no-op one.
+    A pod's pool is sharded (``shards``: each shard's limits, in opening order): a request
+    goes to the shard with the fewest requests in flight, and a new shard opens only when
+    every open one is busy, so one client at a time reuses a single connection. Since earlier
+    shards never allow fewer connections than later ones, a request waits for a connection
+    only when every shard is at its limit. A pool whose pod left the set is closed once its
+    in-flight requests have finished. The ``lock`` guards the bookkeeping; the async
+    transport passes a no-op one.
     """
 
     def __init__(
@@ -226,14 +230,14 @@ class Router(Generic[T]):
         ports: Mapping[str, str],
         srv_from_scheme: bool,
         new_shard: Callable[[httpx.Limits], T],
-        limits: httpx.Limits,
+        shards: Sequence[httpx.Limits],
         lock: AbstractContextManager[object],
     ) -> None:
         self._matches = matches
         self._ports = {host.lower(): name for host, name in ports.items()}
         self._srv_from_scheme = srv_from_scheme
         self._new_shard = new_shard
-        self._shard_limits = shard_limits(limits)
+        self._shard_limits = shards
         self._lock = lock
         self._routes: dict[tuple[str, str, int | None], Route | None] = {}
         self._pools: dict[PoolKey, PodPool[T]] = {}

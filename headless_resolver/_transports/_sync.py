@@ -35,6 +35,7 @@ from headless_resolver._transports._routing import (
     pod_request,
     resolution_failed,
     retryable,
+    shard_limits,
 )
 
 T = TypeVar("T")
@@ -130,8 +131,8 @@ class SyncHeadlessTransport(httpx.BaseTransport):
             host_matcher(self._resolver, match, ports),
             ports,
             srv_from_scheme,
-            lambda shard_limits: pod_transport(limits=shard_limits),
-            limits,
+            lambda limits: pod_transport(limits=limits),
+            shard_limits(limits, http2=http2),
             threading.Lock(),
         )
         self._passthrough = pod_transport(limits=limits, proxy=proxy, uds=uds)
