@@ -93,13 +93,15 @@ def pod_request(request: httpx.Request, route: Route, endpoint: Endpoint) -> htt
     service name.
     """
     port = endpoint.port if endpoint.port is not None else route.default_port
-    return httpx.Request(
+    pod = httpx.Request(
         request.method,
         pod_url(request.url, endpoint.ip, port),
         headers=request.headers,
         stream=request.stream,
-        extensions={**request.extensions, "sni_hostname": route.host},
+        extensions=request.extensions,
     )
+    pod.extensions["sni_hostname"] = route.host  # a copy: the caller's extensions stay as they are
+    return pod
 
 
 def pod_url(url: httpx.URL, ip: str, port: int) -> httpx.URL:
