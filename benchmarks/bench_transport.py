@@ -265,12 +265,12 @@ def target_report(cells: list[Cell]) -> list[str]:
         where = f"{cell.service} {cell.limits}, c={cell.concurrency}"
         ratio = cell.vs_httpx("headless")
         if cell.service == "solo":
-            lines.append(f"  {verdict(ratio >= 0.95)} >= 0.95x httpx, {where}: {ratio:.2f}x")
+            lines.append(f"  {verdict(ratio >= 0.95)} >= 0.95x httpx, {where}: {ratio:.3f}x")
         elif cell.limits == "keep 100 alive" and cell.concurrency == 50:
-            lines.append(f"  {verdict(ratio >= 2.0)} >= 2x httpx, {where}: {ratio:.2f}x")
+            lines.append(f"  {verdict(ratio >= 2.0)} >= 2x httpx, {where}: {ratio:.3f}x")
         if cell.pods > 1:
             worst = spread_ratio(cell.worst_spread("headless").hits, cell.pods)
-            lines.append(f"  {verdict(worst <= 1.05)} spread <= 1.05, {where}: {worst:.2f}")
+            lines.append(f"  {verdict(worst <= 1.05)} spread <= 1.05, {where}: {worst:.3f}")
     return lines
 
 
