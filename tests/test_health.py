@@ -12,19 +12,9 @@ import pytest
 from headless_resolver import Endpoint, EndpointSet, NoEndpointsAvailable
 from headless_resolver._health import PassiveHealth
 from headless_resolver._strategies import BaseStrategy, LeastLatency, RoundRobin, Sticky
+from tests.clocks import FakeClock
 
 MakeStrategy = Callable[[PassiveHealth], BaseStrategy[Any]]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def pods(count: int) -> list[Endpoint]:

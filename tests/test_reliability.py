@@ -28,19 +28,12 @@ from headless_resolver import (
     ServiceNotFound,
 )
 from headless_resolver.testing import LocalCluster, PodServer
+from tests.clocks import FakeClock
 from tests.servers.hostile import HostileDns, Reply, response
 
 WEB = "web.default.svc.cluster.local"
 URL = f"http://{WEB}:8080/"
 GRACE = 10.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def eventually(condition: Callable[[], bool]) -> None:

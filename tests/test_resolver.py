@@ -26,6 +26,7 @@ from headless_resolver import (
 )
 from headless_resolver.testing import ClusterDNS
 from headless_resolver.testing._model import ServiceSpec
+from tests.clocks import FakeClock
 from tests.servers import AuthoritativeServer
 
 ServerFactory = Callable[..., AuthoritativeServer]
@@ -38,17 +39,6 @@ def web(pods: tuple[tuple[str, str | None], ...] = WEB_PODS, name: str = "web") 
 
 def ips(endpoints: EndpointSet) -> set[str]:
     return {e.ip for e in endpoints}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(params=["dnspython", "aiodns"])
