@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -25,9 +25,13 @@ from headless_resolver import (
 )
 from headless_resolver._dns import BACKENDS
 from headless_resolver.testing import LocalCluster
+from tests.waiting import eventually
 
 WEB = "web.default.svc.cluster.local"
 URL = f"http://{WEB}:8080/"
+SETTLE = 10.0
+"""Seconds to wait for a close: the other end sees it a moment later, and c-ares closes from
+its own thread."""
 
 
 def pending_tasks() -> set[asyncio.Task[Any]]:
@@ -36,14 +40,6 @@ def pending_tasks() -> set[asyncio.Task[Any]]:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    """Closing is seen a moment later by the other end (and c-ares closes from its own
-    thread), so counts are awaited, within a bound."""
-    async with asyncio.timeout(10.0):
-        while not condition():  # noqa: ASYNC110 - counts have no event to await
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -71,10 +67,10 @@ async def test_aclose_leaves_no_task_and_no_open_descriptor(
             watched.append(endpoints)
 
     watcher = asyncio.create_task(watch())
-    await eventually(lambda: bool(watched))
+    await eventually(lambda: bool(watched), within=SETTLE)
     cluster.dns.delay = 5.0  # a query in flight when the resolver closes
     in_flight = asyncio.create_task(resolver.resolve("late"))
-    await eventually(lambda: cluster.dns.query_count(f"late.{WEB[4:]}", "A") == 1)
+    await eventually(lambda: cluster.dns.query_count(f"late.{WEB[4:]}", "A") == 1, within=SETTLE)
     assert len(pending_tasks() - tasks_before) >= 3  # refreshers, the watcher, the query
 
     await http.aclose()
@@ -85,10 +81,10 @@ async def test_aclose_leaves_no_task_and_no_open_descriptor(
     assert isinstance(outcome, RuntimeError), repr(outcome)
     assert "closed" in str(outcome)
     await asyncio.wait_for(watcher, 5.0)  # the watch ends with the resolver
-    await eventually(lambda: pending_tasks() <= tasks_before)
-    await eventually(lambda: open_fds() <= fds_before)
+    await eventually(lambda: pending_tasks() <= tasks_before, within=SETTLE)
+    await eventually(lambda: open_fds() <= fds_before, within=SETTLE)
     for pod in cluster.pods("web"):
-        await eventually(lambda pod=pod: pod.open_connections == 0)  # type: ignore[misc]
+        await eventually(lambda pod=pod: pod.open_connections == 0, within=SETTLE)  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -105,8 +101,8 @@ async def test_twenty_open_use_close_cycles_leak_nothing(
         ):
             responses = await asyncio.gather(*(http.get(URL) for _ in range(6)))
             assert {r.status_code for r in responses} == {200}
-    await eventually(lambda: pending_tasks() <= tasks_before)
-    await eventually(lambda: open_fds() <= fds_before)
+    await eventually(lambda: pending_tasks() <= tasks_before, within=SETTLE)
+    await eventually(lambda: open_fds() <= fds_before, within=SETTLE)
 
 
 async def test_the_sync_transport_closes_its_thread_and_sockets(cluster: LocalCluster) -> None:
@@ -119,6 +115,6 @@ async def test_the_sync_transport_closes_its_thread_and_sockets(cluster: LocalCl
             return [http.get(URL).status_code for _ in range(9)]
 
     assert await asyncio.to_thread(use_and_close) == [200] * 9
-    await eventually(lambda: open_fds() <= fds_before)
+    await eventually(lambda: open_fds() <= fds_before, within=SETTLE)
     leftover = {t for t in set(threading.enumerate()) - threads_before if t.is_alive()}
     assert not [t.name for t in leftover if t.name == "headless-resolver"]

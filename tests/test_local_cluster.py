@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import dns.asyncquery
 import dns.message
@@ -15,14 +15,9 @@ import httpx
 import pytest
 
 from headless_resolver.testing import LocalCluster, PodServer
+from tests.waiting import eventually
 
 ZONE = "svc.cluster.local."
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(5.0):
-        while not condition():  # noqa: ASYNC110 - the pods' counters have no event to await
-            await asyncio.sleep(0.005)
 
 
 async def query(cluster: LocalCluster, name: str, rdtype: str = "A") -> dns.message.Message:

@@ -12,13 +12,7 @@ import httpx
 import pytest
 
 from headless_resolver.testing._pods import PodServer, make_tls
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    """Wait for a server-side effect of a client action (a close is seen a moment later)."""
-    async with asyncio.timeout(5.0):
-        while not condition():  # noqa: ASYNC110 - the server's counters have no event to await
-            await asyncio.sleep(0.005)
+from tests.waiting import eventually
 
 
 def client(**kwargs: object) -> httpx.AsyncClient:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import dns.message
@@ -30,17 +30,13 @@ from headless_resolver import (
 from headless_resolver.testing import LocalCluster, PodServer
 from tests.clocks import FakeClock
 from tests.servers.hostile import HostileDns, Reply, response
+from tests.waiting import eventually
 
 WEB = "web.default.svc.cluster.local"
 URL = f"http://{WEB}:8080/"
 GRACE = 10.0
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    """Wait for an effect that has no event to await (a background refresh, a server count)."""
-    async with asyncio.timeout(10.0):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+SETTLE = 10.0
+"""Seconds to wait for an effect that has no event to await (a background refresh, a count)."""
 
 
 def client(transport: HeadlessTransport, **options: Any) -> httpx.AsyncClient:
@@ -100,7 +96,7 @@ async def test_a_dns_outage_longer_than_the_ttl_fails_no_request(
         await cluster.dns.start()
         clock.now += 1.0
         assert await traffic(5) == [200] * 5
-        await eventually(lambda: not resolver.peek(WEB).stale)  # type: ignore[union-attr]
+        await eventually(lambda: not resolver.peek(WEB).stale, within=SETTLE)  # type: ignore[union-attr]
         assert cluster.dns.query_count(WEB, "A") - before == 1
         after = resolver.peek(WEB)
         assert after is not None
@@ -158,7 +154,7 @@ async def test_transient_negative_or_failed_answers_keep_the_last_good_set(
             authority.mode = "good"
             clock.now += 6.0
             await resolver.resolve(WEB)
-            await eventually(lambda: not resolver.peek(WEB).stale)  # type: ignore[union-attr]
+            await eventually(lambda: not resolver.peek(WEB).stale, within=SETTLE)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("failure", ["nxdomain", "empty"])
@@ -248,13 +244,13 @@ async def test_a_pod_dying_under_50_concurrent_clients_fails_no_get_and_resends_
                 return exc
 
         clients = [asyncio.create_task(get_until_stopped()) for _ in range(50)]
-        await eventually(lambda: len(statuses) >= 300)
+        await eventually(lambda: len(statuses) >= 300, within=SETTLE)
         posts = [asyncio.create_task(post(n)) for n in range(9)]
-        await eventually(lambda: orders[0].requests >= 3)
+        await eventually(lambda: orders[0].requests >= 3, within=SETTLE)
         for dying in (web[0], orders[0]):
             dying.refuse = True
             dying.reset_connections()
-        await eventually(lambda: len(statuses) >= 1200)
+        await eventually(lambda: len(statuses) >= 1200, within=SETTLE)
         stop.set()
         await asyncio.gather(*clients)
         post_outcomes = await asyncio.gather(*posts)
@@ -350,7 +346,7 @@ async def test_cancelled_resolves_leak_nothing_and_leave_the_shared_query_to_the
     cluster.dns.delay = 0.2
     async with HeadlessResolver([cluster.nameserver], timeout=2.0) as resolver:
         callers = [asyncio.create_task(resolver.resolve(WEB)) for _ in range(20)]
-        await eventually(lambda: cluster.dns.query_count(WEB, "A") == 1)
+        await eventually(lambda: cluster.dns.query_count(WEB, "A") == 1, within=SETTLE)
         for caller in callers[::2]:
             caller.cancel()
         outcomes = await asyncio.gather(*callers, return_exceptions=True)
@@ -361,14 +357,16 @@ async def test_cancelled_resolves_leak_nothing_and_leave_the_shared_query_to_the
         # Every caller of a fresh name cancelled: the query goes, and the name is not poisoned.
         other = await cluster.add_service("other", pods=1)
         lone = asyncio.create_task(resolver.resolve("other"))
-        await eventually(lambda: cluster.dns.query_count(f"other.{WEB[4:]}", "A") == 1)
+        await eventually(
+            lambda: cluster.dns.query_count(f"other.{WEB[4:]}", "A") == 1, within=SETTLE
+        )
         lone.cancel()
         with pytest.raises(asyncio.CancelledError):
             await lone
         cluster.dns.delay = 0.0
         again = await resolver.resolve("other")
         assert [e.ip for e in again] == [other[0].ip]
-    await eventually(lambda: pending_tasks() <= tasks_before)
+    await eventually(lambda: pending_tasks() <= tasks_before, within=SETTLE)
 
 
 async def test_cancelled_requests_release_their_pool_slots_and_sockets(
@@ -387,7 +385,7 @@ async def test_cancelled_requests_release_their_pool_slots_and_sockets(
         for pod in pods:
             pod.latency = 1.0
         requests = [asyncio.create_task(http.get(URL)) for _ in range(4)]
-        await eventually(lambda: sum(pod.requests for pod in pods) == 4)
+        await eventually(lambda: sum(pod.requests for pod in pods) == 4, within=SETTLE)
         for request in requests:
             request.cancel()
         await asyncio.gather(*requests, return_exceptions=True)
@@ -397,9 +395,9 @@ async def test_cancelled_requests_release_their_pool_slots_and_sockets(
         for _ in range(3):
             responses = await asyncio.gather(*(http.get(URL) for _ in range(8)))
             assert {r.status_code for r in responses} == {200}
-    await eventually(lambda: all(pod.open_connections == 0 for pod in pods))
-    await eventually(lambda: open_fds() <= fds_before)
-    await eventually(lambda: pending_tasks() <= tasks_before)
+    await eventually(lambda: all(pod.open_connections == 0 for pod in pods), within=SETTLE)
+    await eventually(lambda: open_fds() <= fds_before, within=SETTLE)
+    await eventually(lambda: pending_tasks() <= tasks_before, within=SETTLE)
 
 
 async def test_a_dead_dns_server_is_a_typed_error_not_a_hang(cluster: LocalCluster) -> None:
