@@ -132,37 +132,58 @@ def _add_resolver_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _epilog(examples: str) -> str:
+    return examples + "\n" + _COMMON_EPILOG
+
+
+def _add_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    summary: str,
+    description: str,
+    examples: str,
+) -> argparse.ArgumentParser:
+    """A subcommand whose help ends, as every command's does, with examples and exit codes."""
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=_epilog(examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Client-side service discovery over Kubernetes headless Services.",
-        epilog=_RESOLVE_EXAMPLES + "\n" + _COMMON_EPILOG,
-        formatter_class=formatter,
+        epilog=_epilog(_RESOLVE_EXAMPLES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    resolve = commands.add_parser(
+    resolve = _add_command(
+        commands,
         "resolve",
-        help="print the endpoints of a service once",
+        summary="print the endpoints of a service once",
         description="Print a service's endpoints, like `dig +short SRV` but by service name.",
-        epilog=_RESOLVE_EXAMPLES + "\n" + _COMMON_EPILOG,
-        formatter_class=formatter,
+        examples=_RESOLVE_EXAMPLES,
     )
     _add_resolver_options(resolve)
-    watch = commands.add_parser(
+    watch = _add_command(
+        commands,
         "watch",
-        help="print the endpoints, then every change, until Ctrl-C",
+        summary="print the endpoints, then every change, until Ctrl-C",
         description="Print the endpoint set, then each pod added or removed, until Ctrl-C.",
-        epilog=_WATCH_EXAMPLES + "\n" + _COMMON_EPILOG,
-        formatter_class=formatter,
+        examples=_WATCH_EXAMPLES,
     )
     _add_resolver_options(watch)
-    demo = commands.add_parser(
+    demo = _add_command(
+        commands,
         "demo",
-        help="run a local cluster and compare the strategies",
+        summary="run a local cluster and compare the strategies",
         description="Balance traffic over a local cluster with each strategy and plain httpx.",
-        epilog=_DEMO_EXAMPLES + "\n" + _COMMON_EPILOG,
-        formatter_class=formatter,
+        examples=_DEMO_EXAMPLES,
     )
     demo.add_argument("--pods", type=_positive(int), default=4, help="initial pods (3..40)")
     demo.add_argument("--seconds", type=_positive(float), default=30.0, help="run time")
