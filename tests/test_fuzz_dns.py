@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import random
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from hypothesis import strategies as st
 
 from headless_resolver import EndpointSet, HeadlessResolver, ResolutionError, ServiceNotFound
 from headless_resolver._dns import BACKENDS, BackendKind, DnsAnswer, RecordType, make_backend
+from tests.leaks import open_fds
 from tests.servers.hostile import (
     MAX_TTL,
     HostileDns,
@@ -337,10 +337,6 @@ class Batch:
         self.answered += 1
         plan = self.plans[i]
         return plan.hostility.reply(query, over_tcp, plan)
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 async def settled_tasks() -> set[asyncio.Task[object]]:

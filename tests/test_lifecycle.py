@@ -8,10 +8,8 @@ pools), and the threads of the sync transport and of c-ares.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -25,6 +23,7 @@ from headless_resolver import (
 )
 from headless_resolver._dns import BACKENDS
 from headless_resolver.testing import LocalCluster
+from tests.leaks import open_fds, pending_tasks
 from tests.waiting import eventually
 
 WEB = "web.default.svc.cluster.local"
@@ -32,14 +31,6 @@ URL = f"http://{WEB}:8080/"
 SETTLE = 10.0
 """Seconds to wait for a close: the other end sees it a moment later, and c-ares closes from
 its own thread."""
-
-
-def pending_tasks() -> set[asyncio.Task[Any]]:
-    return {t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()}
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ fake clock, so outages "longer than the TTL" take milliseconds.
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,6 +28,7 @@ from headless_resolver import (
 )
 from headless_resolver.testing import LocalCluster, PodServer
 from tests.clocks import FakeClock
+from tests.leaks import open_fds, pending_tasks
 from tests.servers.hostile import HostileDns, Reply, response
 from tests.waiting import eventually
 
@@ -42,14 +42,6 @@ SETTLE = 10.0
 def client(transport: HeadlessTransport, **options: Any) -> httpx.AsyncClient:
     options.setdefault("timeout", 5.0)
     return httpx.AsyncClient(transport=transport, trust_env=False, **options)
-
-
-def pending_tasks() -> set[asyncio.Task[Any]]:
-    return {t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()}
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 @pytest.fixture
