@@ -212,14 +212,17 @@ def _sorted(endpoints: EndpointSet | frozenset[Endpoint]) -> list[Endpoint]:
     return sorted(endpoints, key=key)
 
 
-def _endpoint_json(e: Endpoint) -> dict[str, Any]:
-    return {
-        "ip": e.ip,
-        "port": e.port,
-        "hostname": e.hostname,
-        "priority": e.priority,
-        "weight": e.weight,
-    }
+def _endpoints_json(endpoints: EndpointSet | frozenset[Endpoint]) -> list[dict[str, Any]]:
+    return [
+        {
+            "ip": e.ip,
+            "port": e.port,
+            "hostname": e.hostname,
+            "priority": e.priority,
+            "weight": e.weight,
+        }
+        for e in _sorted(endpoints)
+    ]
 
 
 def _ttl_left(endpoints: EndpointSet) -> float:
@@ -250,7 +253,7 @@ async def _resolve(args: argparse.Namespace, out: TextIO) -> int:
             "version": endpoints.version,
             "stale": endpoints.stale,
             "ttl": round(_ttl_left(endpoints), 3),
-            "endpoints": [_endpoint_json(e) for e in _sorted(endpoints)],
+            "endpoints": _endpoints_json(endpoints),
         }
         print(json.dumps(document), file=out)
     else:
@@ -281,9 +284,9 @@ async def _watch(args: argparse.Namespace, out: TextIO) -> int:
                     "name": current.name,
                     "version": current.version,
                     "stale": current.stale,
-                    "added": [_endpoint_json(e) for e in _sorted(added)],
-                    "removed": [_endpoint_json(e) for e in _sorted(removed)],
-                    "endpoints": [_endpoint_json(e) for e in _sorted(current)],
+                    "added": _endpoints_json(added),
+                    "removed": _endpoints_json(removed),
+                    "endpoints": _endpoints_json(current),
                 }
                 print(json.dumps(event), file=out, flush=True)
                 continue
