@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -195,6 +196,23 @@ def test_demo_refuses_too_few_pods(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--pods" in capsys.readouterr().err
 
 
+@contextlib.asynccontextmanager
+async def running(
+    *args: str, stderr: int | None = asyncio.subprocess.PIPE
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The installed command, left running with its output piped; killed if it is still
+    running when the block ends, so a failed assertion leaves no process behind."""
+    process = await asyncio.create_subprocess_exec(
+        str(COMMAND), *args, stdout=asyncio.subprocess.PIPE, stderr=stderr
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 async def read_until(stream: asyncio.StreamReader, marker: str) -> list[str]:
     lines: list[str] = []
     while not lines or marker not in lines[-1]:
@@ -207,13 +225,11 @@ async def read_until(stream: asyncio.StreamReader, marker: str) -> list[str]:
 async def test_watch_prints_the_set_then_each_change_and_exits_cleanly_on_ctrl_c(
     cluster: LocalCluster,
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        str(COMMAND), "watch", FQDN, "--port", "http", "--nameserver", cluster.nameserver,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert process.stdout is not None
-    assert process.stderr is not None
-    try:
+    async with running(
+        "watch", FQDN, "--port", "http", "--nameserver", cluster.nameserver
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
         first = await read_until(process.stdout, "web-2")
         assert "3 endpoints" in first[0]
         assert sum(line.split()[1] == "+" for line in first) == 3
@@ -229,32 +245,22 @@ async def test_watch_prints_the_set_then_each_change_and_exits_cleanly_on_ctrl_c
 
         process.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(process.wait(), timeout=10)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
     assert code == cli.EXIT_OK
     assert "Traceback" not in (await process.stderr.read()).decode()
 
 
 async def test_watch_json_prints_one_object_per_change(cluster: LocalCluster) -> None:
-    process = await asyncio.create_subprocess_exec(
-        str(COMMAND), "watch", FQDN, "--json", "--nameserver", cluster.nameserver,
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert process.stdout is not None
     leaving = cluster.pods("web")[2].ip
-    try:
+    async with running(
+        "watch", FQDN, "--json", "--nameserver", cluster.nameserver, stderr=None
+    ) as process:
+        assert process.stdout is not None
         first = json.loads(await asyncio.wait_for(process.stdout.readline(), timeout=10))
         await cluster.scale("web", 2)
         second = json.loads(await asyncio.wait_for(process.stdout.readline(), timeout=10))
         process.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(process.wait(), timeout=10)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
     staying = {pod.ip for pod in cluster.pods("web")}
     assert {e["ip"] for e in first["added"]} == {*staying, leaving}
@@ -267,19 +273,11 @@ async def test_watch_json_prints_one_object_per_change(cluster: LocalCluster) ->
 
 
 async def test_ctrl_c_stops_the_demo_with_exit_130_and_no_traceback() -> None:
-    process = await asyncio.create_subprocess_exec(
-        str(COMMAND), "demo", "--seconds", "30", "--pods", "3",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert process.stderr is not None
-    try:
+    async with running("demo", "--seconds", "30", "--pods", "3") as process:
+        assert process.stderr is not None
         await read_until(process.stderr, "/30 s  pods")
         process.send_signal(signal.SIGINT)
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
     assert process.returncode == cli.EXIT_INTERRUPTED == 130
     assert stdout == b""
