@@ -61,6 +61,9 @@ ALL = [
     pytest.param(lambda: RoundRobin(rng=random.Random(7)), id="round-robin"),
     pytest.param(lambda: LeastLatency(rng=random.Random(7)), id="least-latency"),
     pytest.param(lambda: Sticky("x-user", rng=random.Random(7)), id="sticky"),
+    pytest.param(
+        lambda: Sticky("x-user", balance_factor=1.25, rng=random.Random(7)), id="sticky-bounded"
+    ),
 ]
 MakeStrategy = Callable[[], BaseStrategy[Any]]
 
@@ -180,6 +183,8 @@ def test_shared_by_threads_while_the_set_changes(make: MakeStrategy) -> None:
             len(estimate.in_flight) for ep in universe[4:8] if (estimate := strategy.estimate(ep))
         ]
         assert in_flight == [0, 0, 0, 0], "every pick was released exactly once"
+    if isinstance(strategy, Sticky):
+        assert [strategy.in_flight(ep) for ep in universe[4:8]] == [0, 0, 0, 0]
 
 
 # RoundRobin
@@ -436,7 +441,18 @@ def test_slow_endpoint_gets_few_requests_in_a_simulation() -> None:
 
 
 def assignment(strategy: Sticky, endpoints: EndpointSet, keys: list[str]) -> list[Endpoint]:
+    """Each key's endpoint, its request left in flight."""
     return [strategy.pick(endpoints, key) for key in keys]
+
+
+def settled(strategy: Sticky, endpoints: EndpointSet, keys: list[str]) -> list[Endpoint]:
+    """Each key's endpoint, its request over before the next key comes: load stays low."""
+    picked = []
+    for key in keys:
+        endpoint = strategy.pick(endpoints, key)
+        strategy.observe(endpoint, 0.001, ok=True)
+        picked.append(endpoint)
+    return picked
 
 
 def test_sticky_maps_a_key_to_the_same_endpoint_on_every_client() -> None:
@@ -494,20 +510,115 @@ def test_adding_an_endpoint_moves_keys_only_to_it(count: int) -> None:
     assert 0.8 / (count + 1) <= len(moved) / len(keys) <= 1.2 / (count + 1)
 
 
-def test_keys_of_an_ejected_endpoint_go_elsewhere_and_come_back() -> None:
+@pytest.mark.parametrize("balance_factor", [None, 1.1])
+def test_keys_of_an_ejected_endpoint_go_elsewhere_and_come_back(
+    balance_factor: float | None,
+) -> None:
     clock = FakeClock()
-    strategy = Sticky("x-user", health=PassiveHealth(clock=clock))
+    strategy = Sticky("x-user", balance_factor=balance_factor, health=PassiveHealth(clock=clock))
     endpoints = service(pods(10))
     keys = KEYS[:5000]
-    before = assignment(strategy, endpoints, keys)
+    before = settled(strategy, endpoints, keys)
     ejected = before[0]
-    strategy.observe(ejected, 0.001, ok=False)
-    during = assignment(strategy, endpoints, keys)
+    strategy.observe(strategy.pick(endpoints, keys[0]), 0.001, ok=False)
+    during = settled(strategy, endpoints, keys)
     without = assignment(Sticky("x-user"), service([e for e in endpoints if e != ejected], 2), keys)
     assert during == without, "its keys take the choice they would have with it removed"
     assert ejected not in during
     clock.advance(31)
-    assert assignment(strategy, endpoints, keys) == before
+    assert settled(strategy, endpoints, keys) == before
+
+
+# Sticky with bounded loads
+
+
+@pytest.mark.parametrize("count", [10, 100, 1000])
+def test_bounded_loads_keep_100k_keys_in_flight_within_the_factor(count: int) -> None:
+    # The bound lets an endpoint take a request while it holds fewer than
+    # ceil(1.1 x (in flight + 1) / N); the last of 100k picks sees 99,999 in flight, so no
+    # endpoint ends above ceil(1.1 x 100,000 / N) = 1.1 x the mean: the ceiling adds nothing
+    # at these sizes (for other sizes it may add one request, c + N / 100k in all). Pure
+    # consistent hashing reaches ~1.3 at 1,000 endpoints, where each has only 100 keys.
+    endpoints = service(pods(count))
+    strategy = Sticky("x-user", balance_factor=1.1)
+    choice = assignment(Sticky("x-user"), endpoints, KEYS)
+    loads: Counter[Endpoint] = Counter()
+    for in_flight, (key, first) in enumerate(zip(KEYS, choice, strict=True)):
+        picked = strategy.pick(endpoints, key)
+        if loads[first] * 10 * count < 11 * (in_flight + 1):
+            assert picked == first, "a key leaves its choice only while that is at the bound"
+        loads[picked] += 1
+    mean = len(KEYS) / count
+    assert max(loads.values()) / mean <= 1.1
+    assert min(loads.values()) / mean >= 0.5
+    assert {ep: strategy.in_flight(ep) for ep in endpoints} == loads
+
+
+@pytest.mark.parametrize("count", [10, 1000])
+def test_bounded_loads_keep_every_key_on_its_choice_while_load_is_low(count: int) -> None:
+    endpoints = service(pods(count))
+    keys = KEYS[:20_000]
+    pure = assignment(Sticky("x-user"), endpoints, keys)
+    assert settled(Sticky("x-user", balance_factor=1.1), endpoints, keys) == pure
+
+
+def test_a_busy_key_overflows_to_its_next_choices_and_comes_back() -> None:
+    health = PassiveHealth()
+    strategy = Sticky("x-user", balance_factor=1.25, health=health)
+    members = pods(10)
+    endpoints = service(members)
+    first, second, third = (strategy.pick(endpoints, "alice") for _ in range(3))
+    # One in flight allows at most ceil(1.25 x 2 / 10) = 1 per endpoint: the second request
+    # goes where alice would go without her first endpoint, the third without both.
+    without_first = [e for e in members if e != first]
+    assert second == Sticky("x-user").pick(service(without_first, 2), "alice")
+    assert third == Sticky("x-user").pick(
+        service([e for e in without_first if e != second]), "alice"
+    )
+    assert len({first, second, third}) == 3
+    strategy.release(second)
+    strategy.observe(third, 0.001, ok=True)
+    assert strategy.pick(endpoints, "alice") == second, "her first endpoint is still busy"
+    strategy.release(first)
+    strategy.release(second)
+    assert [strategy.in_flight(e) for e in members] == [0] * 10
+    assert strategy.pick(endpoints, "alice") == first, "back once the load has dropped"
+    # The order of overflow is the order of ejection.
+    strategy.observe(first, 0.001, ok=False)
+    assert health.is_ejected(first)
+    assert strategy.pick(endpoints, "alice") == second
+
+
+def test_requests_without_a_key_count_towards_the_bound() -> None:
+    strategy = Sticky("x-user", balance_factor=1.25)
+    endpoints = service(pods(4))
+    home = strategy.pick(endpoints, "alice")
+    strategy.release(home)
+    others = [e for e in endpoints if e != home]
+    keyless = [strategy.pick(endpoints, exclude=others) for _ in range(2)]
+    assert keyless == [home, home]
+    assert strategy.pick(endpoints, "alice") != home, "2 in flight > ceil(1.25 x 3 / 4)"
+    for endpoint in keyless:
+        strategy.observe(endpoint, 0.001, ok=True)
+    assert strategy.pick(endpoints, "alice") == home
+
+
+def test_bounded_loads_keep_counting_across_set_changes() -> None:
+    strategy = Sticky("x-user", balance_factor=1.1)
+    members = pods(11)
+    keys = KEYS[:2000]
+    held = assignment(strategy, service(members[:10], 1), keys)
+    counts = Counter(held)
+    changed = service(members[1:], 2)  # one endpoint leaves, one joins, requests still out
+    extra = assignment(strategy, changed, KEYS[2000:4000])
+    counts.update(extra)
+    assert {ep: strategy.in_flight(ep) for ep in changed} == {ep: counts[ep] for ep in changed}
+    newcomer = members[10]
+    assert counts[newcomer] > 2000 / 11, "the empty newcomer takes the overflow of the others"
+    for endpoint in [*held, *extra]:
+        strategy.release(endpoint)
+    assert [strategy.in_flight(ep) for ep in members] == [0] * 11
+    assert settled(strategy, changed, keys) == assignment(Sticky("x-user"), changed, keys)
 
 
 def test_keyless_requests_use_the_fallback_strategy() -> None:
@@ -548,3 +659,6 @@ def test_sticky_refuses_nonsense_configuration() -> None:
         Sticky(3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="share one PassiveHealth"):
         Sticky("x-user", fallback=RoundRobin(), health=PassiveHealth())
+    for factor in (1, 0.9, -2.0, math.nan, math.inf, True, "1.1"):
+        with pytest.raises(ValueError, match="balance_factor must be a number > 1"):
+            Sticky("x-user", balance_factor=factor)  # type: ignore[arg-type]
