@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from _system_dns import HOW, system_resolution_via
-
-from headless_resolver.testing import LocalCluster
+from headless_resolver.testing import LocalCluster, system_resolution_via
+from headless_resolver.testing._system_dns import HOW
 
 NAMES = {"small": "echo", "wide": "echo-wide", "slow": "echo-slow"}
 """Service names by role: 3 pods, 10 pods, 3 pods of which the first is slow."""

@@ -29,8 +29,8 @@ from async_lru import alru_cache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._system_dns import system_resolution_via
 from headless_resolver import HeadlessResolver
+from headless_resolver.testing import system_resolution_via
 from headless_resolver.testing._model import ServiceSpec
 
 WEB = "web.default.svc.cluster.local"

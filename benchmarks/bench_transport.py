@@ -7,8 +7,8 @@ the clients measured here share no CPU time with the servers. Every client sends
 GETs to the service name at concurrency 1, 10 and 50:
 
 - ``headless``: ``httpx.AsyncClient(transport=HeadlessTransport(resolver, RoundRobin()))``;
-- ``httpx``: plain ``httpx.AsyncClient``, names resolved by the system resolver (emulated,
-  see ``_system_dns``), one connection pool for the whole service;
+- ``httpx``: plain ``httpx.AsyncClient``, names resolved by the system resolver (emulated:
+  ``headless_resolver.testing.system_resolution_via``), one connection pool for the service;
 - ``aiohttp``: ``aiohttp.ClientSession`` with its DNS cache on, over the system resolver.
 
 Each row is run with httpx's default limits (20 connections kept alive) and with
@@ -41,10 +41,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _system_dns import HOW, system_resolution_via
 
 from headless_resolver import HeadlessResolver, HeadlessTransport, RoundRobin
-from headless_resolver.testing import LocalCluster
+from headless_resolver.testing import LocalCluster, system_resolution_via
+from headless_resolver.testing._system_dns import HOW
 
 CONCURRENCY = (1, 10, 50)
 WIDE = httpx.Limits(max_connections=100, max_keepalive_connections=100)

@@ -11,24 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
-import dns.message
-import dns.query
-import dns.rcode
-import dns.rdatatype
 import httpx
 
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import LeastLatency, RoundRobin, Sticky
 from headless_resolver._transports import HeadlessTransport
 from headless_resolver.testing import LocalCluster
+from headless_resolver.testing._system_dns import system_resolution_via
 
 SERVICE = "web"
 NAMESPACE = "default"
@@ -85,43 +81,6 @@ class DemoReport:
     new_pods: list[str] = field(default_factory=list)
     scaled_up_at: float | None = None
     events: list[tuple[float, str]] = field(default_factory=list)
-
-
-def _lookup_a(host: str, nameserver: tuple[str, int]) -> list[str]:
-    query = dns.message.make_query(host.rstrip(".") + ".", dns.rdatatype.A)
-    response = dns.query.udp(query, nameserver[0], port=nameserver[1], timeout=2.0)
-    if response.rcode() == dns.rcode.NXDOMAIN:
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-    addresses = [
-        r.address for rrset in response.answer if rrset.rdtype == dns.rdatatype.A for r in rrset
-    ]
-    if not addresses:
-        raise socket.gaierror(socket.EAI_NODATA, "No address associated with hostname")
-    return addresses
-
-
-@contextlib.contextmanager
-def system_resolution_via(nameserver: str) -> Iterator[None]:
-    """Answer ``socket.getaddrinfo`` for cluster names from ``nameserver``, as glibc in a pod.
-
-    Plain httpx ends in ``getaddrinfo``; inside a pod that is one uncached DNS query per new
-    connection, in the server's record order. Other names go to the real ``getaddrinfo``.
-    """
-    host, _, port = nameserver.rpartition(":")
-    server = (host, int(port))
-    real = socket.getaddrinfo
-
-    def getaddrinfo(name: Any, *args: Any, **kwargs: Any) -> Any:
-        host = name.decode("idna") if isinstance(name, bytes) else name  # anyio passes bytes
-        if not isinstance(host, str) or not host.rstrip(".").endswith("." + DOMAIN):
-            return real(name, *args, **kwargs)
-        return [info for ip in _lookup_a(host, server) for info in real(ip, *args, **kwargs)]
-
-    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]  # same call, any result
-    try:
-        yield
-    finally:
-        socket.getaddrinfo = real
 
 
 async def _drive(
@@ -204,7 +163,7 @@ async def run_demo(
             HeadlessResolver([cluster.nameserver]) as resolver,
             contextlib.AsyncExitStack() as stack,
         ):
-            stack.enter_context(system_resolution_via(cluster.nameserver))
+            stack.enter_context(system_resolution_via(cluster.nameserver, DOMAIN))
             clients = [
                 httpx.AsyncClient(transport=HeadlessTransport(resolver, RoundRobin())),
                 httpx.AsyncClient(transport=HeadlessTransport(resolver, LeastLatency())),

@@ -1,10 +1,11 @@
-"""Make the process's system name resolution reach a test cluster DNS, as glibc would.
+"""Make the process's system name resolution reach a test cluster DNS, as glibc would in a pod.
 
 Plain httpx (anyio) and aiohttp's default resolver both end in ``socket.getaddrinfo``. Inside a
 pod that is glibc asking the cluster DNS for A and AAAA, keeping the server's record order and
-caching nothing (no nscd). Here no such DNS is configured, so for names under the cluster domain
-this module answers ``getaddrinfo`` from one real DNS query per family to the given nameserver;
-every other name goes to the real ``getaddrinfo``.
+caching nothing (no nscd). Outside a cluster no such DNS is configured, so for names under the
+cluster domain ``system_resolution_via`` answers ``getaddrinfo`` from one real DNS query per
+family to the given nameserver; every other name goes to the real ``getaddrinfo``. It is how the
+demo and the benchmarks compare plain clients with this library on a ``LocalCluster``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+
+from headless_resolver._names import parse_nameserver
 
 HOW = (
     "system resolution emulated: socket.getaddrinfo answers names under the cluster domain "
@@ -26,16 +30,21 @@ HOW = (
     "record order, with no cache (glibc without nscd)"
 )
 
+_FAMILIES = ((socket.AF_INET, dns.rdatatype.A), (socket.AF_INET6, dns.rdatatype.AAAA))
 
-def _lookup(host: str, nameserver: tuple[str, int], timeout: float) -> list[tuple[int, str]]:
+
+def _lookup(host: str, server: tuple[str, int], timeout: float) -> list[tuple[int, str]]:
     qname = host if host.endswith(".") else host + "."
     found: list[tuple[int, str]] = []
-    families = ((socket.AF_INET, dns.rdatatype.A), (socket.AF_INET6, dns.rdatatype.AAAA))
-    for family, rdtype in families:
+    for family, rdtype in _FAMILIES:
         query = dns.message.make_query(qname, rdtype)
-        response = dns.query.udp(query, nameserver[0], port=nameserver[1], timeout=timeout)
-        if response.flags & dns.flags.TC:
-            response = dns.query.tcp(query, nameserver[0], port=nameserver[1], timeout=timeout)
+        try:
+            response = dns.query.udp(query, server[0], port=server[1], timeout=timeout)
+            if response.flags & dns.flags.TC:
+                response = dns.query.tcp(query, server[0], port=server[1], timeout=timeout)
+        except (dns.exception.DNSException, OSError) as exc:
+            # glibc reports an unreachable or silent nameserver as a temporary failure.
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution") from exc
         if response.rcode() == dns.rcode.NXDOMAIN:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         for rrset in response.answer:
@@ -50,9 +59,9 @@ def _lookup(host: str, nameserver: tuple[str, int], timeout: float) -> list[tupl
 def system_resolution_via(
     nameserver: str, domain: str = "cluster.local", timeout: float = 2.0
 ) -> Iterator[None]:
-    """Route ``socket.getaddrinfo`` for ``*.<domain>`` names to ``nameserver`` ("host:port")."""
-    host, _, port = nameserver.rpartition(":")
-    server = (host.strip("[]"), int(port))
+    """Route ``socket.getaddrinfo`` for ``*.<domain>`` names to ``nameserver`` ("host:port")
+    while the context is open. Process-wide: meant for tests, demos and benchmarks."""
+    server = parse_nameserver(nameserver)
     suffix = "." + domain.strip(".").lower()
     real = socket.getaddrinfo
 
@@ -67,13 +76,12 @@ def system_resolution_via(
         for fam, address in _lookup(name, server, timeout):
             if family not in (0, socket.AF_UNSPEC, fam):
                 continue
-            for info in real(address, port, fam, type, proto, flags | socket.AI_NUMERICHOST):
-                result.append(info)
+            result.extend(real(address, port, fam, type, proto, flags | socket.AI_NUMERICHOST))
         if not result:
             raise socket.gaierror(socket.EAI_FAMILY, "no address of the requested family")
         return result
 
-    socket.getaddrinfo = getaddrinfo
+    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]  # same call, same results
     try:
         yield
     finally:
