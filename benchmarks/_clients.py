@@ -50,6 +50,19 @@ def _headers(rng: random.Random, close: bool) -> dict[str, str]:
     return headers
 
 
+def _httpx_send(
+    client: httpx.AsyncClient, url: str, rng: random.Random, close_connections: bool
+) -> Send:
+    """The ``Send`` of an httpx client, with or without ``HeadlessTransport`` under it."""
+
+    async def send() -> str:
+        response = await client.get(url, headers=_headers(rng, close_connections))
+        response.raise_for_status()
+        return response.headers["x-pod"]
+
+    return send
+
+
 @contextlib.asynccontextmanager
 async def open_client(
     kind: str,
@@ -77,22 +90,10 @@ async def open_client(
                 transport=HeadlessTransport(resolver, strategy, limits=limits), trust_env=False
             ) as client,
         ):
-
-            async def send_headless() -> str:
-                response = await client.get(url, headers=_headers(rng, close_connections))
-                response.raise_for_status()
-                return response.headers["x-pod"]
-
-            yield send_headless
+            yield _httpx_send(client, url, rng, close_connections)
     elif kind == "httpx":
         async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
-
-            async def send_httpx() -> str:
-                response = await client.get(url, headers=_headers(rng, close_connections))
-                response.raise_for_status()
-                return response.headers["x-pod"]
-
-            yield send_httpx
+            yield _httpx_send(client, url, rng, close_connections)
     elif kind == "aiohttp":
         connector = aiohttp.TCPConnector(
             resolver=aiohttp.ThreadedResolver(),
