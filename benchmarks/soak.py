@@ -111,7 +111,6 @@ class SoakReport:
         return float(min(values[half:]) - min(values[:half]))
 
     def summary(self) -> dict[str, object]:
-        first, last = self.samples[0], self.samples[-1]
         return {
             "seconds": self.config.seconds,
             "requests": self.requests,
@@ -121,19 +120,24 @@ class SoakReport:
             "pod_churns": self.churns,
             "dns_blips": self.blips,
             "stale_served": self.stale_served,
-            "rss_mb": {"first": first.rss_mb, "last": last.rss_mb, "max": self.max("rss_mb")},
+            "rss_mb": self.extent("rss_mb"),
             "rss_growth_mb": self.growth("rss_mb"),
-            "fds": {"first": first.fds, "last": last.fds, "max": self.max("fds")},
+            "fds": self.extent("fds"),
             "fd_growth": self.growth("fds"),
             "fds_before_and_after": [self.fds_before, self.fds_after],
-            "tasks": {"first": first.tasks, "last": last.tasks, "max": self.max("tasks")},
+            "tasks": self.extent("tasks"),
             "task_growth": self.growth("tasks"),
             "tasks_before_and_after": [self.tasks_before, self.tasks_after],
             "config": asdict(self.config),
         }
 
-    def max(self, metric: str) -> float:
-        return float(max(getattr(s, metric) for s in self.samples))
+    def extent(self, metric: str) -> dict[str, float]:
+        """``metric`` in the first and last samples, and at its highest."""
+        return {
+            "first": getattr(self.samples[0], metric),
+            "last": getattr(self.samples[-1], metric),
+            "max": float(max(getattr(s, metric) for s in self.samples)),
+        }
 
 
 def rss_mb() -> float:
