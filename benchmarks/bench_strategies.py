@@ -1,8 +1,10 @@
-"""Strategies: pick cost by set size, Sticky's key movement and balance, a slow-pod simulation.
+"""Strategies: pick cost by set size, Sticky's key movement and balance (pure and with bounded
+loads), a slow-pod simulation.
 
 Run: ``python benchmarks/bench_strategies.py``. Pick cost is CPU time (``time.process_time``)
 of one pick plus its release on a warm per-set table, best of five runs; the table build is
-timed separately. The simulation runs on a fake clock: 10 pods answer in 5 ms (one in 55 ms),
+timed separately. Bounded loads hold every key's request in flight (none is released), the
+case the bound is for. The simulation runs on a fake clock: 10 pods answer in 5 ms (one in 55 ms),
 16 requests are always in flight, and each strategy's share of requests sent to the slow pod
 is counted.
 """
@@ -27,6 +29,7 @@ from headless_resolver._strategies import BaseStrategy, LeastLatency, RoundRobin
 SIZES = (3, 100, 5000)
 PICKS = 20_000
 KEYS = [f"user-{i}" for i in range(100_000)]
+BALANCE_FACTORS = (1.1, 1.25)
 
 
 class FakeClock:
@@ -45,11 +48,20 @@ def pods(count: int, first: int = 0) -> list[Endpoint]:
 
 
 def strategies(clock: Callable[[], float] = time.monotonic) -> dict[str, BaseStrategy[Any]]:
+    """The three strategies as configured by default (run.py compares these)."""
     return {
         "RoundRobin": RoundRobin(rng=random.Random(1)),
         "LeastLatency": LeastLatency(rng=random.Random(1), clock=clock),
         "Sticky": Sticky("x-user", rng=random.Random(1)),
     }
+
+
+def with_bounded_sticky(
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, BaseStrategy[Any]]:
+    """The defaults plus Sticky with bounded loads."""
+    bounded = Sticky("x-user", balance_factor=1.25, rng=random.Random(1))
+    return {**strategies(clock), "Sticky c=1.25": bounded}
 
 
 def pick_cost_us(
@@ -77,7 +89,7 @@ def report_pick_cost() -> None:
     builds: dict[str, list[float]] = {}
     for size in SIZES:
         endpoints = EndpointSet("web", pods(size), version=1)
-        for name, strategy in strategies().items():
+        for name, strategy in with_bounded_sticky().items():
             build_ms, cost = pick_cost_us(strategy, endpoints)
             costs.setdefault(name, []).append(cost)
             builds.setdefault(name, []).append(build_ms)
@@ -128,9 +140,35 @@ def report_sticky() -> None:
     print("uniform: the same keys spread by an ideal uniform hash (chance alone)")
 
 
+def bounded_balance(
+    size: int, balance_factor: float, keys: list[str] = KEYS
+) -> tuple[float, float, float]:
+    """Sticky with bounded loads over ``size`` pods, every key's request held in flight:
+    max/mean load, the fraction of keys not on their pure consistent-hash choice, and the CPU
+    µs of a pick while the pods fill up."""
+    endpoints = EndpointSet("web", pods(size), version=1)
+    pure = Sticky("x-user")
+    choices = [pure.pick(endpoints, k) for k in keys]
+    strategy = Sticky("x-user", balance_factor=balance_factor)
+    started = time.process_time()
+    picked = [strategy.pick(endpoints, k) for k in keys]
+    cost_us = (time.process_time() - started) / len(keys) * 1e6
+    moved = sum(first != chosen for first, chosen in zip(choices, picked, strict=True))
+    return max(Counter(picked).values()) / (len(keys) / size), moved / len(keys), cost_us
+
+
+def report_bounded() -> None:
+    print(f"\nSticky with bounded loads, {len(KEYS):,} keys all in flight")
+    print(f"{'factor':>6}{'pods':>6}{'max/mean':>10}{'not on 1st choice':>19}{'pick µs':>10}")
+    for factor in BALANCE_FACTORS:
+        for size in (10, 100, 1000):
+            high, moved, cost = bounded_balance(size, factor)
+            print(f"{factor:>6}{size:>6}{high:>10.3f}{moved:>19.2%}{cost:>10.2f}")
+
+
 def slow_pod_share(name: str, requests: int = 20_000, concurrency: int = 16) -> float:
     clock = FakeClock()
-    strategy = strategies(clock)[name]
+    strategy = with_bounded_sticky(clock)[name]
     endpoints = EndpointSet("web", pods(10), version=1)
     slow = endpoints[3]
     rng = random.Random(2)
@@ -150,13 +188,14 @@ def slow_pod_share(name: str, requests: int = 20_000, concurrency: int = 16) -> 
 
 def report_simulation() -> None:
     print("\n10 pods, one 50 ms slower (5 ms vs 55 ms), 16 requests in flight")
-    for name in strategies():
+    for name in with_bounded_sticky():
         print(f"{name:<14}{slow_pod_share(name):>8.2%} of requests reach the slow pod")
 
 
 def main() -> None:
     report_pick_cost()
     report_sticky()
+    report_bounded()
     report_simulation()
 
 
