@@ -122,15 +122,20 @@ class Authority:
         return Reply((response(query, [(name, "A", ["10.0.0.1", "10.0.0.2"])], ttl=5),))
 
 
+def graceful_resolver(server: HostileDns, clock: FakeClock) -> HeadlessResolver:
+    """One attempt per lookup, and ``GRACE`` seconds of the last good set after DNS says no."""
+    return HeadlessResolver(
+        [server.nameserver], clock=clock, attempts=1, timeout=0.5, negative_grace=GRACE
+    )
+
+
 @pytest.mark.parametrize("failure", ["nxdomain", "empty", "servfail"])
 async def test_transient_negative_or_failed_answers_keep_the_last_good_set(
     clock: FakeClock, failure: str
 ) -> None:
     authority = Authority()
     async with HostileDns(authority.script) as server:
-        resolver = HeadlessResolver(
-            [server.nameserver], clock=clock, attempts=1, timeout=0.5, negative_grace=GRACE
-        )
+        resolver = graceful_resolver(server, clock)
         async with resolver:
             good = await resolver.resolve(WEB)
             assert {e.ip for e in good} == {"10.0.0.1", "10.0.0.2"}
@@ -155,9 +160,7 @@ async def test_a_persistent_negative_answer_fails_fast_with_service_not_found(
 ) -> None:
     authority = Authority()
     async with HostileDns(authority.script) as server:
-        resolver = HeadlessResolver(
-            [server.nameserver], clock=clock, attempts=1, timeout=0.5, negative_grace=GRACE
-        )
+        resolver = graceful_resolver(server, clock)
         async with resolver, client(HeadlessTransport(resolver)) as http:
             await resolver.resolve(WEB)
             authority.mode = failure
