@@ -282,12 +282,11 @@ class Sticky(BaseStrategy[_Ring]):
             if accept is None or accept(owner):
                 return owner
             return self._next_choice(table, key, accept)
-        # In flight x N < c x (total + 1), c = numerator / denominator: under the bound.
+        # in flight < ceil(c x (total + 1) / N)  <=>  in flight x N x den < num x (total + 1)
         limit = bound[0] * (len(table.total) + 1)
         scale = bound[1] * (len(table.endpoints) if accept is None else self._available(table))
-        if (accept is None or accept(owner)) and len(
-            table.loads[best_index].in_flight
-        ) * scale < limit:
+        in_flight = len(table.loads[best_index].in_flight)
+        if (accept is None or accept(owner)) and in_flight * scale < limit:
             return owner
         loads = self._loads
 
@@ -298,9 +297,10 @@ class Sticky(BaseStrategy[_Ring]):
             )
 
         chosen = self._next_choice(table, key, under_bound)
-        if chosen is not None or accept is None:
-            return owner if chosen is None else chosen
-        return self._next_choice(table, key, accept)
+        if chosen is not None:
+            return chosen
+        # Every endpoint within the bounded walk is busy: the key keeps its own choice.
+        return owner if accept is None else self._next_choice(table, key, accept)
 
     def _available(self, table: _Ring) -> int:
         """Endpoints of the set that are not ejected: the mean load is shared among these."""
