@@ -122,8 +122,8 @@ class Sticky(BaseStrategy[_Ring]):
     so its keys spread over their next choices and come back when it is readmitted.
 
     With ``balance_factor`` c (> 1), a key goes to its choice unless that endpoint already has
-    ``ceil(c * (in flight + 1) / N)`` of the set's requests in flight (N: endpoints not
-    ejected; keyless requests count too); then to its next choice, exactly as if the busy
+    ``ceil(c * (T + 1) / N)`` requests in flight, T being the set's requests in flight (keyless
+    ones too) and N its endpoints not ejected; then to its next choice, exactly as if the busy
     endpoints were removed, and back as soon as its endpoint drops below the bound. No endpoint
     then holds more than c x the mean, rounded up; while nothing is at the bound, every key
     stays on its choice. ``None`` (the default) is pure consistent hashing.
