@@ -24,26 +24,11 @@ from headless_resolver import (
 )
 from headless_resolver._transports._routing import pod_url, shard_limits
 from headless_resolver.testing import LocalCluster, PodServer
+from tests.clocks import FakeClock
+from tests.waiting import eventually
 
 WEB = "web.default.svc.cluster.local"
 URL = f"http://{WEB}:8080/"
-
-
-class FakeClock:
-    """The resolver's clock: TTLs pass when a test says so, not while it waits."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    """Wait for a server-side effect of a client action (a close is seen a moment later)."""
-    async with asyncio.timeout(5.0):
-        while not condition():  # noqa: ASYNC110 - pod counters have no event to await
-            await asyncio.sleep(0.005)
 
 
 @pytest.fixture
