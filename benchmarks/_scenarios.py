@@ -76,6 +76,8 @@ SIZES = {
 }  # fmt: skip
 
 ROUNDS = 3
+BOUNDED_PODS = (10, 100, 1000)
+"""Pod counts for Sticky with bounded loads: up to the 1,000 the strategies issue names."""
 """Throughput: each cell's clients take turns this many times; a client's best round counts,
 so a burst of load from elsewhere on the machine does not decide a ratio."""
 SLOW_POD_LATENCY = 0.050
@@ -600,14 +602,37 @@ async def scale(lab: LocalTarget, sizes: Sizes, tick: Callable[[str], None]) -> 
             "<=",
         ),
     ]
+    bounded = Table(
+        f"Sticky(balance_factor=1.1), {sizes.sticky_keys:,} keys all in flight",
+        ["pods", "max/mean load", "keys not on their first choice", "µs per pick"],
+    )
+    bounded_data = {}
+    for size in BOUNDED_PODS:
+        high, moved, cost = bench_strategies.bounded_balance(size, 1.1, keys)
+        bounded.rows.append([size, high, f"{moved:.2%}", cost])
+        bounded_data[str(size)] = {"max_mean": high, "moved": moved, "pick_us": cost}
+    # The bound is ceil(1.1 x keys / N) requests a pod: exactly 1.1 x the mean at these sizes.
+    checks.append(
+        Check(
+            "strategies: Sticky(balance_factor=1.1) max/mean load, 10 to 1,000 pods",
+            max(row["max_mean"] for row in bounded_data.values()),
+            1.1,
+            "<=",
+        )
+    )
     return Scenario(
         "scale",
         f"6. Scale: a {huge:,}-pod service",
-        [table, picks, sticky],
+        [table, picks, sticky, bounded],
         checks,
         notes=[
             "DNS answers past ~4,000 A records do not fit even a TCP message: the resolver "
             "keeps what arrived. Pick costs and Sticky balance from bench_strategies."
         ],
-        data={"refresh_cpu_ms": refresh, "pick_us": pick_data, "sticky": balance},
+        data={
+            "refresh_cpu_ms": refresh,
+            "pick_us": pick_data,
+            "sticky": balance,
+            "sticky_bounded": bounded_data,
+        },
     )

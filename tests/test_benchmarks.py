@@ -37,6 +37,7 @@ TARGETS = [
     "strategies: Sticky pick cost",
     "strategies: sticky moved fraction x N on removal",
     "strategies: sticky max/mean load",
+    "strategies: Sticky(balance_factor=1.1) max/mean load",
 ]
 
 
