@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import ssl
 import time
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping
@@ -11,7 +10,7 @@ from types import TracebackType
 
 import httpx
 from httpx._types import CertTypes, ProxyTypes
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying
 
 from headless_resolver._endpoints import EndpointSet
 from headless_resolver._errors import (
@@ -20,24 +19,21 @@ from headless_resolver._errors import (
     NoEndpointsAvailable,
 )
 from headless_resolver._resolver import HeadlessResolver
-from headless_resolver._strategies import RoundRobin, Strategy
+from headless_resolver._strategies import Strategy
+from headless_resolver._transports._base import BaseHeadlessTransport
 from headless_resolver._transports._routing import (
     DEFAULT_LIMITS,
     Attempts,
     HostMatch,
     PoolShard,
     Route,
-    Router,
     SocketOption,
-    host_matcher,
     pod_request,
     resolution_failed,
-    retryable,
-    shard_limits,
 )
 
 
-class HeadlessTransport(httpx.AsyncBaseTransport):
+class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.AsyncBaseTransport):
     """Send requests for cluster services straight to a pod picked by ``strategy``.
 
     Use it as ``httpx.AsyncClient(transport=HeadlessTransport(...))``. Hosts that match (names
@@ -97,48 +93,32 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
         connect_retries: int = 0,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> None:
-        if retries < 0:
-            raise ValueError(f"retries: {retries!r} must be >= 0")
-        self._owns_resolver = resolver is None
-        self._resolver = HeadlessResolver() if resolver is None else resolver
-        self._strategy: Strategy = RoundRobin() if strategy is None else strategy
-        self._retries = retries
-        self._failure_statuses = frozenset(
-            self._strategy.health.failure_statuses if failure_statuses is None else failure_statuses
-        )
-        ports = dict(ports or {})
-        self._ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
-        socket_options = None if socket_options is None else list(socket_options)
-        pod_transport = functools.partial(
-            httpx.AsyncHTTPTransport,
-            verify=self._ssl_context,
+        super().__init__(
+            resolver,
+            strategy,
+            pod_transport=httpx.AsyncHTTPTransport,
+            lock=contextlib.nullcontext(),
+            match=match,
+            ports=ports,
+            srv_from_scheme=srv_from_scheme,
+            retries=retries,
+            failure_statuses=failure_statuses,
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
             http1=http1,
             http2=http2,
+            limits=limits,
+            proxy=proxy,
+            uds=uds,
             local_address=local_address,
-            retries=connect_retries,
+            connect_retries=connect_retries,
             socket_options=socket_options,
         )
-        self._router: Router[httpx.AsyncHTTPTransport] = Router(
-            host_matcher(self._resolver, match, ports),
-            ports,
-            srv_from_scheme,
-            lambda limits: pod_transport(limits=limits),
-            shard_limits(limits, http2=http2),
-            contextlib.nullcontext(),
-        )
-        self._passthrough = pod_transport(limits=limits, proxy=proxy, uds=uds)
 
-    @property
-    def resolver(self) -> HeadlessResolver:
-        return self._resolver
-
-    @property
-    def strategy(self) -> Strategy:
-        return self._strategy
-
-    def pools(self) -> list[tuple[str, int, str]]:
-        """``(pod IP, port, TLS name)`` of the open per-pod pools."""
-        return self._router.pool_keys()
+    def _open_resolver(self, resolver: HeadlessResolver | None) -> HeadlessResolver:
+        self._owns_resolver = resolver is None
+        return HeadlessResolver() if resolver is None else resolver
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         route = self._router.route(request.url)
@@ -159,7 +139,7 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
         except NoEndpointsAvailable as exc:
             raise resolution_failed(request, exc) from exc
         except httpx.TransportError as exc:
-            if self._retries == 0 or not retryable(request, exc):
+            if not self._will_retry(request, exc):
                 attempts.noted(exc)
                 raise
         return await self._retry(request, route, endpoints, attempts)
@@ -167,17 +147,11 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
     async def _retry(
         self, request: httpx.Request, route: Route, endpoints: EndpointSet, attempts: Attempts
     ) -> httpx.Response:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._retries),
-            retry=retry_if_exception(lambda exc: retryable(request, exc)),
-            reraise=True,
-        )
+        retrying = self._retrying(AsyncRetrying, request)
         try:
             return await retrying(self._attempt, request, route, endpoints, attempts)
         except NoEndpointsAvailable:
-            # No pod left to try: the last pod's error says more than "none left".
-            assert attempts.last_error is not None
-            raise attempts.noted(attempts.last_error) from None
+            raise attempts.exhausted() from None
         except httpx.TransportError as exc:
             attempts.noted(exc)
             raise
@@ -185,9 +159,7 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
     async def _attempt(
         self, request: httpx.Request, route: Route, endpoints: EndpointSet, attempts: Attempts
     ) -> httpx.Response:
-        strategy = self._strategy
-        endpoint = strategy.pick(endpoints, strategy.key_for(request), exclude=attempts.tried)
-        attempts.tried.append(endpoint)
+        endpoint = self._pick(request, endpoints, attempts)
         shard = self._router.checkout(route, endpoint)
         started = time.perf_counter()
         try:
@@ -195,19 +167,15 @@ class HeadlessTransport(httpx.AsyncBaseTransport):
                 pod_request(request, route, endpoint)
             )
         except httpx.TransportError as exc:
-            strategy.observe(endpoint, time.perf_counter() - started, False)
-            attempts.last_error = exc
+            self._failed(endpoint, started, exc, attempts)
             await self._checkin(shard)
             raise
         except BaseException:
-            strategy.release(endpoint)
+            self._strategy.release(endpoint)
             await self._checkin(shard)
             raise
-        status = response.status_code
-        ok = status not in self._failure_statuses
-        strategy.observe(endpoint, time.perf_counter() - started, ok, status=status)
+        self._answered(request, endpoint, started, response)
         response.stream = _PodResponseStream(response.stream, self, shard)
-        response.request = request
         return response
 
     async def _checkin(self, shard: PoolShard[httpx.AsyncHTTPTransport]) -> None:

@@ -151,6 +151,11 @@ class Attempts:
         exc.add_note("tried pods: " + ", ".join(e.netloc(port) for e in self.tried))
         return exc
 
+    def exhausted(self) -> httpx.TransportError:
+        """No pod left to try: the last pod's error says more than "none left"."""
+        assert self.last_error is not None
+        return self.noted(self.last_error)
+
 
 def resolution_failed(request: httpx.Request, exc: Exception) -> httpx.ConnectError:
     """Resolver errors as httpx's own, so ``except httpx.TransportError`` keeps working."""

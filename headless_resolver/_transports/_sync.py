@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import ssl
 import threading
 import time
@@ -13,7 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 from httpx._types import CertTypes, ProxyTypes
-from tenacity import Retrying, retry_if_exception, stop_after_attempt
+from tenacity import Retrying
 
 from headless_resolver._endpoints import EndpointSet
 from headless_resolver._errors import (
@@ -22,20 +21,17 @@ from headless_resolver._errors import (
     NoEndpointsAvailable,
 )
 from headless_resolver._resolver import HeadlessResolver
-from headless_resolver._strategies import RoundRobin, Strategy
+from headless_resolver._strategies import Strategy
+from headless_resolver._transports._base import BaseHeadlessTransport
 from headless_resolver._transports._routing import (
     DEFAULT_LIMITS,
     Attempts,
     HostMatch,
     PoolShard,
     Route,
-    Router,
     SocketOption,
-    host_matcher,
     pod_request,
     resolution_failed,
-    retryable,
-    shard_limits,
 )
 
 T = TypeVar("T")
@@ -67,7 +63,7 @@ async def _new_resolver() -> HeadlessResolver:
     return HeadlessResolver()
 
 
-class SyncHeadlessTransport(httpx.BaseTransport):
+class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.BaseTransport):
     """``HeadlessTransport`` for ``httpx.Client``: Flask, Django, scripts, worker threads.
 
     The caller's threads need no event loop: the resolver runs on one background thread, and
@@ -103,52 +99,34 @@ class SyncHeadlessTransport(httpx.BaseTransport):
         connect_retries: int = 0,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> None:
-        if retries < 0:
-            raise ValueError(f"retries: {retries!r} must be >= 0")
-        self._thread = _LoopThread()
-        self._resolver: HeadlessResolver = (
-            self._thread.run(_new_resolver()) if resolver is None else resolver
-        )
-        self._strategy: Strategy = RoundRobin() if strategy is None else strategy
-        self._retries = retries
-        self._failure_statuses = frozenset(
-            self._strategy.health.failure_statuses if failure_statuses is None else failure_statuses
-        )
-        self._resolve_timeout = resolve_timeout
-        ports = dict(ports or {})
-        ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
-        socket_options = None if socket_options is None else list(socket_options)
-        pod_transport = functools.partial(
-            httpx.HTTPTransport,
-            verify=ssl_context,
+        super().__init__(
+            resolver,
+            strategy,
+            pod_transport=httpx.HTTPTransport,
+            lock=threading.Lock(),
+            match=match,
+            ports=ports,
+            srv_from_scheme=srv_from_scheme,
+            retries=retries,
+            failure_statuses=failure_statuses,
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
             http1=http1,
             http2=http2,
+            limits=limits,
+            proxy=proxy,
+            uds=uds,
             local_address=local_address,
-            retries=connect_retries,
+            connect_retries=connect_retries,
             socket_options=socket_options,
         )
-        self._router: Router[httpx.HTTPTransport] = Router(
-            host_matcher(self._resolver, match, ports),
-            ports,
-            srv_from_scheme,
-            lambda limits: pod_transport(limits=limits),
-            shard_limits(limits, http2=http2),
-            threading.Lock(),
-        )
-        self._passthrough = pod_transport(limits=limits, proxy=proxy, uds=uds)
+        self._resolve_timeout = resolve_timeout
         self._closed = False
 
-    @property
-    def resolver(self) -> HeadlessResolver:
-        return self._resolver
-
-    @property
-    def strategy(self) -> Strategy:
-        return self._strategy
-
-    def pools(self) -> list[tuple[str, int, str]]:
-        """``(pod IP, port, TLS name)`` of the open per-pod pools."""
-        return self._router.pool_keys()
+    def _open_resolver(self, resolver: HeadlessResolver | None) -> HeadlessResolver:
+        self._thread = _LoopThread()
+        return self._thread.run(_new_resolver()) if resolver is None else resolver
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         route = self._router.route(request.url)
@@ -164,7 +142,7 @@ class SyncHeadlessTransport(httpx.BaseTransport):
         except NoEndpointsAvailable as exc:
             raise resolution_failed(request, exc) from exc
         except httpx.TransportError as exc:
-            if self._retries == 0 or not retryable(request, exc):
+            if not self._will_retry(request, exc):
                 attempts.noted(exc)
                 raise
         return self._retry(request, route, endpoints, attempts)
@@ -191,17 +169,11 @@ class SyncHeadlessTransport(httpx.BaseTransport):
     def _retry(
         self, request: httpx.Request, route: Route, endpoints: EndpointSet, attempts: Attempts
     ) -> httpx.Response:
-        retrying = Retrying(
-            stop=stop_after_attempt(self._retries),
-            retry=retry_if_exception(lambda exc: retryable(request, exc)),
-            reraise=True,
-        )
+        retrying = self._retrying(Retrying, request)
         try:
             return retrying(self._attempt, request, route, endpoints, attempts)
         except NoEndpointsAvailable:
-            # No pod left to try: the last pod's error says more than "none left".
-            assert attempts.last_error is not None
-            raise attempts.noted(attempts.last_error) from None
+            raise attempts.exhausted() from None
         except httpx.TransportError as exc:
             attempts.noted(exc)
             raise
@@ -209,27 +181,21 @@ class SyncHeadlessTransport(httpx.BaseTransport):
     def _attempt(
         self, request: httpx.Request, route: Route, endpoints: EndpointSet, attempts: Attempts
     ) -> httpx.Response:
-        strategy = self._strategy
-        endpoint = strategy.pick(endpoints, strategy.key_for(request), exclude=attempts.tried)
-        attempts.tried.append(endpoint)
+        endpoint = self._pick(request, endpoints, attempts)
         shard = self._router.checkout(route, endpoint)
         started = time.perf_counter()
         try:
             response = shard.transport.handle_request(pod_request(request, route, endpoint))
         except httpx.TransportError as exc:
-            strategy.observe(endpoint, time.perf_counter() - started, False)
-            attempts.last_error = exc
+            self._failed(endpoint, started, exc, attempts)
             self._checkin(shard)
             raise
         except BaseException:
-            strategy.release(endpoint)
+            self._strategy.release(endpoint)
             self._checkin(shard)
             raise
-        status = response.status_code
-        ok = status not in self._failure_statuses
-        strategy.observe(endpoint, time.perf_counter() - started, ok, status=status)
+        self._answered(request, endpoint, started, response)
         response.stream = _PodResponseStream(response.stream, self, shard)
-        response.request = request
         return response
 
     def _checkin(self, shard: PoolShard[httpx.HTTPTransport]) -> None:
