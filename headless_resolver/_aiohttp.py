@@ -19,7 +19,7 @@ from headless_resolver._endpoints import Endpoint
 from headless_resolver._errors import HeadlessResolverError, InvalidServiceName
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import RoundRobin, Strategy
-from headless_resolver._transports._routing import HostMatch, host_matcher
+from headless_resolver._transports._routing import HostMatch, host_matcher, port_rules
 
 _FAMILIES: dict[int, Callable[[Endpoint], bool]] = {
     socket.AF_INET: lambda e: not e.is_ipv6,
@@ -50,7 +50,7 @@ class HeadlessAiohttpResolver(AbstractResolver):
         self._owns_resolver = resolver is None
         self._resolver = HeadlessResolver() if resolver is None else resolver
         self._strategy: Strategy = RoundRobin() if strategy is None else strategy
-        self._ports = {host.lower(): name for host, name in (ports or {}).items()}
+        self._ports = port_rules(ports)
         self._matches = host_matcher(self._resolver, match, self._ports)
         self._fallback = fallback
 

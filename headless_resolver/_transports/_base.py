@@ -27,6 +27,7 @@ from headless_resolver._transports._routing import (
     Router,
     SocketOption,
     host_matcher,
+    port_rules,
     retryable,
     shard_limits,
 )
@@ -70,7 +71,7 @@ class BaseHeadlessTransport(Generic[T]):
         self._failure_statuses = frozenset(
             self._strategy.health.failure_statuses if failure_statuses is None else failure_statuses
         )
-        ports = dict(ports or {})
+        rules = port_rules(ports)
         ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
         socket_options = None if socket_options is None else list(socket_options)
         new_transport = functools.partial(
@@ -83,8 +84,8 @@ class BaseHeadlessTransport(Generic[T]):
             socket_options=socket_options,
         )
         self._router: Router[T] = Router(
-            host_matcher(self._resolver, match, ports),
-            ports,
+            host_matcher(self._resolver, match, rules),
+            rules,
             srv_from_scheme,
             lambda limits: new_transport(limits=limits),
             shard_limits(limits, http2=http2),

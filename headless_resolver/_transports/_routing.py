@@ -61,10 +61,18 @@ PoolKey = tuple[str, int, str]
 """(pod IP, port, TLS server name)."""
 
 
+def port_rules(ports: Mapping[str, str] | None) -> dict[str, str]:
+    """SRV port names by host, keyed in lower case as the hosts they are looked up with."""
+    return {host.lower(): name for host, name in (ports or {}).items()}
+
+
 def host_matcher(
     names: ClusterNames, match: HostMatch | None, ports: Mapping[str, str]
 ) -> Callable[[str], bool]:
-    """Hosts to route: the cluster domain, plus hosts the user names or whose port is a rule."""
+    """Hosts to route: the cluster domain, plus hosts the user names or whose port is a rule.
+
+    ``ports`` as ``port_rules()`` gives them.
+    """
     if match is None:
         extra: frozenset[str] = frozenset()
         predicate: Callable[[str], bool] | None = None
@@ -74,7 +82,7 @@ def host_matcher(
         raise TypeError("match: give a collection of host names or a callable, not a str")
     else:
         extra, predicate = frozenset(h.lower() for h in match), None
-    extra |= frozenset(h.lower() for h in ports)
+    extra |= frozenset(ports)
 
     def matches(host: str) -> bool:
         return (
@@ -228,7 +236,7 @@ class Router(Generic[T]):
     shards never allow fewer connections than later ones, a request waits for a connection
     only when every shard is at its limit. A pool whose pod left the set is closed once its
     in-flight requests have finished. The ``lock`` guards the bookkeeping; the async
-    transport passes a no-op one.
+    transport passes a no-op one. ``ports`` as ``port_rules()`` gives them.
     """
 
     def __init__(
@@ -241,7 +249,7 @@ class Router(Generic[T]):
         lock: AbstractContextManager[object],
     ) -> None:
         self._matches = matches
-        self._ports = {host.lower(): name for host, name in ports.items()}
+        self._ports = ports
         self._srv_from_scheme = srv_from_scheme
         self._new_shard = new_shard
         self._shard_limits = shards
