@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 import pytest
 
+from headless_resolver.testing import LocalCluster
 from headless_resolver.testing._model import ServiceSpec
 from tests.servers import (
     AuthoritativeServer,
@@ -58,3 +59,11 @@ def knot_dns(make_knot_dns: ServerFactory) -> AuthoritativeServer:
 def bind_dns(make_bind_dns: ServerFactory) -> AuthoritativeServer:
     """BIND 9 serving an empty ``cluster.local`` with TTL 5."""
     return make_bind_dns()
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[LocalCluster]:
+    """An empty LocalCluster (DNS TTL 5 s); tests add the services they need. Test modules
+    that need another TTL or ready-made services define their own ``cluster``."""
+    async with LocalCluster(ttl=5) as local:
+        yield local

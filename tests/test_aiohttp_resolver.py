@@ -19,12 +19,6 @@ URL = f"http://{WEB}:8080/"
 
 
 @pytest.fixture
-async def cluster() -> AsyncIterator[LocalCluster]:
-    async with LocalCluster(ttl=5) as cluster:
-        yield cluster
-
-
-@pytest.fixture
 async def resolver(cluster: LocalCluster) -> AsyncIterator[HeadlessResolver]:
     async with HeadlessResolver([cluster.nameserver]) as resolver:
         yield resolver

@@ -29,12 +29,6 @@ def load_example(name: str) -> ModuleType:
 
 
 @pytest.fixture
-async def cluster() -> AsyncIterator[LocalCluster]:
-    async with LocalCluster(ttl=5) as local:
-        yield local
-
-
-@pytest.fixture
 async def web(cluster: LocalCluster) -> LocalCluster:
     """The examples' default backend: web.default.svc.cluster.local, 3 pods on port 8080."""
     await cluster.add_service("web", pods=3, port=8080, port_name="http")

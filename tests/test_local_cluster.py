@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator
 
 import dns.asyncquery
 import dns.message
@@ -43,12 +42,6 @@ async def who_answers(pod: PodServer, **kwargs: object) -> str:
     async with httpx.AsyncClient(trust_env=False, timeout=5.0) as http:
         response = await http.get(f"http://{pod.ip}:{pod.port}/", **kwargs)  # type: ignore[arg-type]
     return str(response.json()["pod"])
-
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[LocalCluster]:
-    async with LocalCluster(ttl=5) as local:
-        yield local
 
 
 async def test_add_service_starts_named_pods_and_publishes_them(cluster: LocalCluster) -> None:

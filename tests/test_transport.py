@@ -32,12 +32,6 @@ URL = f"http://{WEB}:8080/"
 
 
 @pytest.fixture
-async def cluster() -> AsyncIterator[LocalCluster]:
-    async with LocalCluster(ttl=5) as cluster:
-        yield cluster
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
