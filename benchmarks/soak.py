@@ -63,6 +63,10 @@ class SoakConfig:
     blip_length: float = 1.5
     backend: str = "dnspython"
     seed: int = 0
+    keepalive: int = 20
+    """Connections kept alive per pod (httpx's default 20). Pools keep the most connections a
+    burst ever needed, up to this, so the descriptor count ratchets up to a plateau that
+    depends on bursts; a small value makes that plateau come early, leaving only leaks."""
 
 
 @dataclass(frozen=True)
@@ -243,7 +247,8 @@ async def soak(config: SoakConfig, on_sample: Callable[[Sample], None] | None = 
             attempts=2,
             failure_backoff=0.2,  # type: ignore[arg-type]
         )
-        transport = HeadlessTransport(resolver, RoundRobin())
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=config.keepalive)
+        transport = HeadlessTransport(resolver, RoundRobin(), limits=limits)
         http = httpx.AsyncClient(transport=transport, trust_env=False, timeout=5.0)
         loop = asyncio.get_running_loop()
         start = loop.time()
