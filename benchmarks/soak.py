@@ -67,6 +67,9 @@ class SoakConfig:
     """Connections kept alive per pod (httpx's default 20). Pools keep the most connections a
     burst ever needed, up to this, so the descriptor count ratchets up to a plateau that
     depends on bursts; a small value makes that plateau come early, leaving only leaks."""
+    settle: float = 2.0
+    """Seconds of one sequential client after churn and blips stop and the last removed pod is
+    gone: the set is fresh again, so what stays open can be counted against what must."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,23 @@ class SoakReport:
     """Open descriptors before the soak and after everything it opened was closed."""
     tasks_before: int = 0
     tasks_after: int = 0
+    settled_fds: int = 0
+    settled_tasks: int = 0
+    """Descriptors and tasks open after the settle, between two requests."""
+    stray_pools: list[str] = field(default_factory=list)
+    """Pools the transport still held after the settle for pods no longer in DNS."""
+
+    def settled_fd_bound(self) -> int:
+        """The most descriptors the settled state may hold beyond the baseline: the DNS
+        server's UDP and TCP sockets, each live pod's listener and, per pod, its kept-alive
+        connections counted at both ends (the pods run in this process)."""
+        pods, keepalive = self.config.pods, self.config.keepalive
+        return self.fds_before + 2 + pods + 2 * pods * keepalive
+
+    def settled_task_bound(self) -> int:
+        """The most tasks the settled state may run beyond the baseline: a pod's task per kept
+        connection and one background refresh."""
+        return self.tasks_before + self.config.pods * self.config.keepalive + 1
 
     def growth(self, metric: str) -> float:
         """Floor of the second half minus floor of the first (without warm-up and wind-down).
@@ -132,6 +152,9 @@ class SoakReport:
             "tasks": self.extent("tasks"),
             "task_growth": self.growth("tasks"),
             "tasks_before_and_after": [self.tasks_before, self.tasks_after],
+            "settled_fds_and_bound": [self.settled_fds, self.settled_fd_bound()],
+            "settled_tasks_and_bound": [self.settled_tasks, self.settled_task_bound()],
+            "stray_pools": self.stray_pools,
             "config": asdict(self.config),
         }
 
@@ -261,14 +284,7 @@ async def soak(config: SoakConfig, on_sample: Callable[[Sample], None] | None = 
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
                 # A constant rate, not a catch-up burst after the loop fell behind.
                 next_at = max(next_at + interval, loop.time())
-                try:
-                    response = await http.get(url)
-                    response.raise_for_status()
-                except (httpx.HTTPError, OSError) as exc:
-                    report.failures += 1
-                    if len(report.failure_examples) < 5:
-                        report.failure_examples.append(f"{type(exc).__name__}: {exc}")
-                report.requests += 1
+                await get_once()
 
         async def churn() -> None:
             while loop.time() + config.churn_every < deadline:
@@ -313,6 +329,41 @@ async def soak(config: SoakConfig, on_sample: Callable[[Sample], None] | None = 
                     return
                 await asyncio.sleep(1.0)
 
+        async def get_once() -> None:
+            try:
+                response = await http.get(url)
+                response.raise_for_status()
+            except (httpx.HTTPError, OSError) as exc:
+                report.failures += 1
+                if len(report.failure_examples) < 5:
+                    report.failure_examples.append(f"{type(exc).__name__}: {exc}")
+            report.requests += 1
+
+        async def settle() -> None:
+            """DNS healthy, no churn: one client until the set is fresh, then count."""
+            await dns.start()  # a no-op unless the run ended inside an outage
+            dns.servfail = dns.drop = False
+            dns_state[0] = "ok"
+            settled_at = loop.time() + max(config.settle, 2.0 * config.ttl)
+            while loop.time() < settled_at:
+                await get_once()
+                await asyncio.sleep(1.0 / config.rate)
+            live = {pod.ip for pod in fleet.live}
+            report.stray_pools = [
+                f"{ip}:{port}" for ip, port, _ in transport.pools() if ip not in live
+            ]
+            for _ in range(
+                50
+            ):  # a connection httpx just closed is closed by its pod a moment later
+                report.settled_fds = open_fds()
+                report.settled_tasks = len(asyncio.all_tasks())
+                if (
+                    report.settled_fds <= report.settled_fd_bound()
+                    and report.settled_tasks <= report.settled_task_bound()
+                ):
+                    break
+                await asyncio.sleep(0.02)
+
         try:
             background = [asyncio.create_task(churn()), asyncio.create_task(blips())]
             monitor = asyncio.create_task(sampler())
@@ -323,6 +374,7 @@ async def soak(config: SoakConfig, on_sample: Callable[[Sample], None] | None = 
             await monitor
             # Let the last retirements finish counting before the report is read.
             await asyncio.gather(*fleet.retiring, return_exceptions=True)
+            await settle()
         finally:
             report.stale_served = resolver.stats.stale_served
             await http.aclose()
