@@ -131,10 +131,12 @@ class HeadlessResolver:
     the set empties, because CoreDNS answers NXDOMAIN briefly when no pod is ready.
 
     Beyond the design's options: ``negative_grace`` (default 10 s), ``refresh_ahead`` (0.8;
-    None refreshes only on demand), ``idle_after`` (60 s: names unused that long stop being
-    refreshed), ``max_entries`` (1024 names), ``failure_backoff`` (first wait between failed
-    refreshes, growing to 30 s), ``rng`` (refresh jitter), ``resolv_conf`` (where the
-    nameservers, namespace and cluster domain come from when not given).
+    None refreshes only on demand), ``stale_answer_timeout`` (1.8 s: how long a caller that
+    finds its name expired waits for DNS before it is answered stale, RFC 8767's client
+    response timer; None waits for the refresh), ``idle_after`` (60 s: names unused that long
+    stop being refreshed), ``max_entries`` (1024 names), ``failure_backoff`` (first wait
+    between failed refreshes, growing to 30 s), ``rng`` (refresh jitter), ``resolv_conf``
+    (where the nameservers, namespace and cluster domain come from when not given).
     """
 
     def __init__(
@@ -153,6 +155,7 @@ class HeadlessResolver:
         clock: Callable[[], float] = time.monotonic,
         negative_grace: float = 10.0,
         refresh_ahead: float | None = 0.8,
+        stale_answer_timeout: float | None = 1.8,
         idle_after: float = 60.0,
         max_entries: int = 1024,
         failure_backoff: float = 1.0,
@@ -167,6 +170,10 @@ class HeadlessResolver:
             raise ValueError(f"max_entries must be an int >= 1, not {max_entries!r}")
         if not idle_after > 0 or not failure_backoff > 0:
             raise ValueError("idle_after and failure_backoff must be positive")
+        if stale_answer_timeout is not None and not stale_answer_timeout >= 0:
+            raise ValueError(
+                f"stale_answer_timeout must be None or >= 0, not {stale_answer_timeout!r}"
+            )
         self._policy = CachePolicy(
             min_ttl=min_ttl,
             max_ttl=max_ttl,
@@ -183,6 +190,7 @@ class HeadlessResolver:
         self._idle_after = idle_after
         self._failure_backoff = failure_backoff
         self._timeout = timeout
+        self._stale_answer_timeout = stale_answer_timeout
         self._query_with_retries = AsyncRetrying(
             stop=stop_after_attempt(attempts),
             wait=wait_random_exponential(multiplier=0.02, max=timeout / 4),
@@ -377,8 +385,13 @@ class HeadlessResolver:
             raise
         if served is None:
             flight = entry.flight
-            if flight is None or flight.cancelling() or (served := entry.stale(now)) is None:
+            stale = entry.stale(now)
+            if stale is None:
                 served = await self._join_flight(entry)
+            elif flight is not None and not flight.cancelling():
+                served = stale  # DNS has been slow since the refresh-ahead already
+            else:
+                served = await self._join_flight(entry, self._stale_answer_timeout, stale)
         elif not served.stale:
             self.stats.cache_hits += 1
         if served.stale:
@@ -413,16 +426,32 @@ class HeadlessResolver:
 
     # -- single flight ------------------------------------------------------------------------
 
-    async def _join_flight(self, entry: _Name) -> EndpointSet:
+    async def _join_flight(
+        self, entry: _Name, patience: float | None = None, stale: EndpointSet | None = None
+    ) -> EndpointSet:
         """Wait for the entry's query in flight, starting one if none; a cancelled waiter
         leaves it running for the others, and the last one to leave cancels it. A flight
-        being cancelled is never joined: its end would cancel the newcomer."""
+        being cancelled is never joined: its end would cancel the newcomer.
+
+        With ``patience``, answer ``stale`` once that has passed, leaving the flight to
+        refresh the entry for later callers (RFC 8767's client response timer)."""
         flight = entry.flight
         if flight is None or flight.cancelling():
             flight = entry.flight = self._spawn(self._refresh(entry), f"refresh {entry.name}")
         entry.flight_waiters += 1
+        left_early = True
         try:
-            return await asyncio.shield(flight)
+            if patience is None or stale is None:
+                served = await asyncio.shield(flight)
+            else:
+                done, _ = await asyncio.wait((flight,), timeout=patience)
+                if done:
+                    served = flight.result()
+                else:
+                    served = stale
+                    flight.add_done_callback(_retrieve_outcome)
+            left_early = False
+            return served
         except asyncio.CancelledError:
             # The flight was cancelled by aclose(), not this caller: say so, rather than make
             # the caller look cancelled (which a TaskGroup would take for its own cancel).
@@ -432,7 +461,7 @@ class HeadlessResolver:
             raise
         finally:
             entry.flight_waiters -= 1
-            if entry.flight_waiters == 0 and not flight.done():
+            if left_early and entry.flight_waiters == 0 and not flight.done():
                 flight.cancel()
 
     async def _refresh(self, entry: _Name) -> EndpointSet:
@@ -654,6 +683,13 @@ def _canonical(service: ServiceName, port: PortRef, proto: str) -> Hashable:
     if port is None:
         return service.fqdn
     return (service.fqdn, port, proto if isinstance(port, str) else "tcp")
+
+
+def _retrieve_outcome(flight: asyncio.Task[EndpointSet]) -> None:
+    """Mark the outcome of a flight no caller waited out as seen: a failure is logged and
+    counted by the flight itself, not reported again as an unretrieved task exception."""
+    if not flight.cancelled():
+        flight.exception()
 
 
 def _smallest(*values: float | None) -> float | None:

@@ -295,6 +295,55 @@ async def test_a_caller_after_expiry_gets_the_stale_set_while_a_slow_refresh_is_
     assert cluster_dns.query_count(WEB_FQDN, "A") == 2
 
 
+async def test_a_cold_caller_after_expiry_waits_stale_answer_timeout_then_gets_the_stale_set(
+    cluster_dns: ClusterDNS, open_resolver: OpenResolver
+) -> None:
+    clock = FakeClock()
+    resolver = open_resolver(
+        cluster_dns.nameserver,
+        clock=clock,
+        timeout=30.0,
+        refresh_ahead=None,
+        stale_answer_timeout=0.05,
+    )
+    first = await resolver.resolve("web")
+    cluster_dns.delay = 3.0  # DNS slow, not failing
+    clock.advance(6.0)  # past expiry, and nothing refreshed the name ahead of it
+
+    async with asyncio.timeout(2.0):  # far less than the refresh takes
+        served = await resolver.resolve("web")
+    assert served.stale
+    assert served.members == first.members
+
+    # The refresh the caller started lives on, and answers later callers fresh.
+    await until(lambda: resolver.peek("web") is not None)
+    assert not (await resolver.resolve("web")).stale
+    assert cluster_dns.query_count(WEB_FQDN, "A") == 2
+    assert resolver.stats.stale_served == 1
+
+
+async def test_without_stale_answer_timeout_a_cold_caller_waits_for_the_refresh(
+    cluster_dns: ClusterDNS, open_resolver: OpenResolver
+) -> None:
+    clock = FakeClock()
+    resolver = open_resolver(
+        cluster_dns.nameserver,
+        clock=clock,
+        timeout=30.0,
+        refresh_ahead=None,
+        stale_answer_timeout=None,
+    )
+    await resolver.resolve("web")
+    cluster_dns.delay = 0.3
+    clock.advance(6.0)
+
+    served = await resolver.resolve("web")
+
+    assert not served.stale
+    assert cluster_dns.query_count(WEB_FQDN, "A") == 2
+    assert resolver.stats.stale_served == 0
+
+
 # -- refresh-ahead and change on a real clock -------------------------------------------------
 
 
