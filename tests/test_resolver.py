@@ -295,20 +295,32 @@ async def test_a_caller_after_expiry_gets_the_stale_set_while_a_slow_refresh_is_
     assert cluster_dns.query_count(WEB_FQDN, "A") == 2
 
 
-async def test_a_cold_caller_after_expiry_waits_stale_answer_timeout_then_gets_the_stale_set(
-    cluster_dns: ClusterDNS, open_resolver: OpenResolver
-) -> None:
+async def expired_idle_name(
+    cluster_dns: ClusterDNS,
+    open_resolver: OpenResolver,
+    stale_answer_timeout: float | None,
+    *,
+    dns_delay: float,
+) -> tuple[HeadlessResolver, EndpointSet]:
+    """A resolver whose "web" has expired with no refresh ahead, and DNS now ``dns_delay`` slow."""
     clock = FakeClock()
     resolver = open_resolver(
         cluster_dns.nameserver,
         clock=clock,
         timeout=30.0,
         refresh_ahead=None,
-        stale_answer_timeout=0.05,
+        stale_answer_timeout=stale_answer_timeout,
     )
     first = await resolver.resolve("web")
-    cluster_dns.delay = 3.0  # DNS slow, not failing
-    clock.advance(6.0)  # past expiry, and nothing refreshed the name ahead of it
+    cluster_dns.delay = dns_delay  # slow, not failing
+    clock.advance(6.0)  # past the TTL of 5
+    return resolver, first
+
+
+async def test_a_cold_caller_after_expiry_waits_stale_answer_timeout_then_gets_the_stale_set(
+    cluster_dns: ClusterDNS, open_resolver: OpenResolver
+) -> None:
+    resolver, first = await expired_idle_name(cluster_dns, open_resolver, 0.05, dns_delay=3.0)
 
     async with asyncio.timeout(2.0):  # far less than the refresh takes
         served = await resolver.resolve("web")
@@ -325,17 +337,7 @@ async def test_a_cold_caller_after_expiry_waits_stale_answer_timeout_then_gets_t
 async def test_without_stale_answer_timeout_a_cold_caller_waits_for_the_refresh(
     cluster_dns: ClusterDNS, open_resolver: OpenResolver
 ) -> None:
-    clock = FakeClock()
-    resolver = open_resolver(
-        cluster_dns.nameserver,
-        clock=clock,
-        timeout=30.0,
-        refresh_ahead=None,
-        stale_answer_timeout=None,
-    )
-    await resolver.resolve("web")
-    cluster_dns.delay = 0.3
-    clock.advance(6.0)
+    resolver, _ = await expired_idle_name(cluster_dns, open_resolver, None, dns_delay=0.3)
 
     served = await resolver.resolve("web")
 
