@@ -6,6 +6,7 @@ four queries per lookup. We expand it ourselves, once, and always query the abso
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -72,6 +73,17 @@ def _check_label(label: str, name: str) -> None:
                 f"{name!r}: label {label!r} has characters other than a-z, 0-9 and '-'"
             )
         raise InvalidServiceName(f"{name!r}: label {label!r} starts or ends with '-'")
+
+
+def _is_dashed_ipv6(label: str) -> bool:
+    """An IPv6 pod's label as CoreDNS writes it (``::1`` is ``--1``), which may start with '-'."""
+    if label.endswith("-"):  # CoreDNS appends a 0 to a trailing '-': "fd00::" is "fd00--0"
+        return False
+    try:
+        ipaddress.IPv6Address(label.replace("-", ":"))
+    except ValueError:
+        return False
+    return True
 
 
 def _to_ascii(name: str) -> str:
@@ -164,7 +176,9 @@ class ClusterNaming:
         labels, absolute = split_name(name)
         if labels[0].startswith("_"):
             labels, port, proto = self._srv_prefix(labels, port, proto, name)
-        for label in labels:
+        for index, label in enumerate(labels):
+            if index == 0 and len(labels) > 1 and _is_dashed_ipv6(label):
+                continue  # a per-pod label: a pod of the service named by the labels after it
             _check_label(label, name)
         port, proto = _check_port(port, proto, name)
         candidates = self._readings(labels, absolute, name)

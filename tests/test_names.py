@@ -29,6 +29,8 @@ def fqdns(name: str, **kwargs: object) -> list[str]:
         ("web-0.web.ns.svc.cluster.local.", ["web-0.web.ns.svc.cluster.local."]),
         ("web.ns.svc.example.org.", ["web.ns.svc.example.org."]),
         ("10-0-0-1.web", ["10-0-0-1.web.team.svc.cluster.local."]),
+        ("--1.web", ["--1.web.team.svc.cluster.local."]),  # pod ::1, as CoreDNS dashes it
+        ("fd00--1.web.ns.svc", ["fd00--1.web.ns.svc.cluster.local."]),
     ],
 )
 def test_unambiguous_names_expand_to_one_absolute_name(name: str, expected: list[str]) -> None:
@@ -69,6 +71,9 @@ def test_unicode_names_are_idna_encoded() -> None:
         ("web_1", {}, "characters other than"),
         ("web.ns;rm", {}, "characters other than"),
         ("-web", {}, "starts or ends with '-'"),
+        ("--1", {}, "starts or ends with '-'"),  # a dashed IPv6 address names pods, not services
+        ("web.--1", {}, "starts or ends with '-'"),
+        ("--.web", {}, "starts or ends with '-'"),  # CoreDNS writes :: as --0
         ("web.\udcff", {}, "internationalised"),
         ("9web", {}, "must start with a letter"),
         ("web.example.com.", {}, "an absolute name must be"),
