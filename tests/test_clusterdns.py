@@ -21,6 +21,7 @@ import dns.rrset
 import pytest
 
 from headless_resolver.testing import ClusterDNS
+from headless_resolver.testing._model import EndpointSpec, PortSpec
 
 SVC = "web.default.svc.cluster.local."
 
@@ -238,6 +239,17 @@ async def test_srv_weight_never_drops_below_one(cluster: ClusterDNS) -> None:
     weights = {rdata.weight for rrset in reply.answer for rdata in rrset}
     assert weights == {1}
     assert sum(len(rrset) for rrset in reply.answer) == 150
+
+
+async def test_srv_publishes_an_endpoints_own_port_numbers(cluster: ClusterDNS) -> None:
+    own_port = EndpointSpec("10.0.0.2", "web-1", ports=(PortSpec("http", "tcp", 9000),))
+    cluster.add_service(
+        "web", endpoints=[("10.0.0.1", "web-0"), own_port], ports=[("http", "tcp", 8080)]
+    )
+
+    reply = await ask(cluster, f"_http._tcp.{SVC}", "SRV")
+
+    assert texts(reply, "SRV") == [f"0 50 8080 web-0.{SVC}", f"0 50 9000 web-1.{SVC}"]
 
 
 async def test_service_without_ports_has_addresses_but_no_srv(cluster: ClusterDNS) -> None:

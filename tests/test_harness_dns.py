@@ -14,7 +14,7 @@ import dns.rdatatype
 import pytest
 from dns.rdtypes.ANY.SOA import SOA
 
-from headless_resolver.testing._model import ServiceSpec
+from headless_resolver.testing._model import EndpointSpec, PortSpec, ServiceSpec
 from tests.servers import (
     AuthoritativeServer,
     KnotServer,
@@ -118,6 +118,15 @@ def test_srv_at_the_bare_service_name_lists_every_pod_and_port(make_dns: ServerF
     assert records(answer, "SRV") == {
         f"0 25 {number} {pod}.{SVC}" for pod in ("web-0", "web-1") for number in (8080, 9090)
     }
+
+
+def test_srv_publishes_an_endpoints_own_port_numbers(make_dns: ServerFactory) -> None:
+    own_port = EndpointSpec("10.0.0.2", "web-1", ports=(PortSpec("http", "tcp", 9000),))
+    server = make_dns([web(("10.0.0.1", "web-0"), own_port)])
+
+    answer = query(server.nameserver, f"_http._tcp.{SVC}", "SRV")
+
+    assert records(answer, "SRV") == {f"0 50 8080 web-0.{SVC}", f"0 50 9000 web-1.{SVC}"}
 
 
 def test_srv_of_an_unknown_port_name_is_nxdomain(make_dns: ServerFactory) -> None:

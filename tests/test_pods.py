@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from headless_resolver.testing._pods import PodServer, make_tls
+from tests.loopback import needs_ipv6_loopback
 from tests.waiting import eventually
 
 
@@ -19,20 +20,34 @@ def client(**kwargs: object) -> httpx.AsyncClient:
     return httpx.AsyncClient(trust_env=False, timeout=5.0, **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.fixture(
+    params=[
+        pytest.param(("127.0.0.21", "127.0.0.22"), id="ipv4"),
+        # One IPv6 loopback address: IPv6 pods differ by port only.
+        pytest.param(("::1", "::1"), id="ipv6", marks=needs_ipv6_loopback),
+    ]
+)
+def addresses(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """The addresses of ``pod`` and ``other_pod``: every pod test runs on both IP families."""
+    pair: tuple[str, str] = request.param
+    return pair
+
+
 @pytest.fixture
-async def pod() -> AsyncIterator[PodServer]:
-    async with PodServer("127.0.0.21", hostname="web-0") as server:
+async def pod(addresses: tuple[str, str]) -> AsyncIterator[PodServer]:
+    async with PodServer(addresses[0], hostname="web-0") as server:
         yield server
 
 
 @pytest.fixture
-async def other_pod() -> AsyncIterator[PodServer]:
-    async with PodServer("127.0.0.22", hostname="web-1") as server:
+async def other_pod(addresses: tuple[str, str]) -> AsyncIterator[PodServer]:
+    async with PodServer(addresses[1], hostname="web-1") as server:
         yield server
 
 
 def url(pod: PodServer, path: str = "/") -> str:
-    return f"http://{pod.ip}:{pod.port}{path}"
+    host = f"[{pod.ip}]" if ":" in pod.ip else pod.ip
+    return f"http://{host}:{pod.port}{path}"
 
 
 async def raw_exchange(pod: PodServer, data: bytes) -> bytes:
@@ -52,7 +67,7 @@ async def test_pod_reports_its_identity_and_what_it_was_asked(pod: PodServer) ->
     assert response.headers["x-pod"] == "web-0"
     assert response.json() == {
         "pod": "web-0",
-        "ip": "127.0.0.21",
+        "ip": pod.ip,
         "host": "web",
         "sni": None,
         "method": "GET",

@@ -589,11 +589,11 @@ class ClusterDNS:
         service_labels = (svc.name, svc.namespace, "svc")
         entries: list[_Entry] = []
         if svc.headless or endpoint is not None:
-            ports: tuple[PortSpec | None, ...] = svc.ports or (None,)
             for ep in svc.published:
                 label = ep.label(endpoint_pod_names=self._pod_names)
                 if endpoint is not None and label != endpoint:
                     continue
+                ports: tuple[PortSpec | None, ...] = svc.ports_of(ep) or (None,)
                 for p in ports:
                     if wanted(p):
                         number = p.number if p else None

@@ -49,13 +49,17 @@ class EndpointSpec:
     """One address backing a service; ``hostname`` is the pod's (StatefulSet) hostname.
 
     ``pod_name`` is the backing pod (the EndpointSlice ``targetRef``); CoreDNS names the
-    endpoint after it only with its ``endpoint_pod_names`` option.
+    endpoint after it only with its ``endpoint_pod_names`` option. ``ports``, when given,
+    replace the service's for this endpoint: an EndpointSlice carries its own port numbers
+    (a named ``targetPort`` may be a different container port in each pod), and SRV records
+    publish those.
     """
 
     ip: str
     hostname: str | None = None
     ready: bool = True
     pod_name: str | None = None
+    ports: tuple[PortSpec, ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -63,6 +67,7 @@ class EndpointSpec:
         except ValueError:
             raise ValueError(f"endpoint.ip: {self.ip!r} is not an IP address") from None
         object.__setattr__(self, "ip", address.compressed)
+        object.__setattr__(self, "ports", tuple(port(p) for p in self.ports))
         if self.hostname is not None:
             _check_label("endpoint.hostname", self.hostname, _LABEL_1123)
         if self.pod_name is not None:
@@ -162,6 +167,10 @@ class ServiceSpec:
     def headless(self) -> bool:
         return self.cluster_ip is None
 
+    def ports_of(self, endpoint: EndpointSpec) -> tuple[PortSpec, ...]:
+        """The ports DNS publishes for ``endpoint``: its own, else the service's."""
+        return endpoint.ports or self.ports
+
     @property
     def published(self) -> tuple[EndpointSpec, ...]:
         """Endpoints DNS answers with: ready ones, or all with ``publishNotReadyAddresses``."""
@@ -216,7 +225,7 @@ def zone_records(
             family = "AAAA" if ep.is_ipv6 else "A"
             records.append((owner, ttl, family, ep.ip))
             records.append((pod, ttl, family, ep.ip))
-        _add_srv(records, owner, ttl, [(pod, p) for pod, _ in pods for p in svc.ports])
+        _add_srv(records, owner, ttl, [(pod, p) for pod, ep in pods for p in svc.ports_of(ep)])
     return list(dict.fromkeys(records))
 
 
@@ -228,11 +237,11 @@ def _add_srv(
 ) -> None:
     """SRV per port name and at the bare name, weighted by how many (target, port) pairs
     each name has, as CoreDNS counts them before it drops duplicates."""
-    for p in {q: None for _, q in targets}:
-        named = [target for target, q in targets if q == p]
+    for name, protocol in {(q.name, q.protocol): None for _, q in targets}:
+        named = [(target, q) for target, q in targets if (q.name, q.protocol) == (name, protocol)]
         weight = srv_weight(len(named))
-        for target in named:
-            srv = f"_{p.name}._{p.protocol}.{owner}"
+        for target, p in named:
+            srv = f"_{name}._{protocol}.{owner}"
             records.append((srv, ttl, "SRV", f"0 {weight} {p.number} {target}"))
     bare = srv_weight(len(targets)) if targets else 0
     for target, p in targets:

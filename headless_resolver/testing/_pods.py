@@ -2,7 +2,8 @@
 
 Each pod listens on its own 127.0.0.x address, like a pod IP, and answers every request with
 JSON naming the pod and the ``Host`` header and TLS server name it saw, so a test can tell which
-pod a client reached and under which name.
+pod a client reached and under which name. IPv6 has one loopback address, ``::1``: pods there
+differ by port.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class PodServer:
             raise ValueError(f"pod port: {port!r} is not in 0..65535")
         self.ip = address.compressed
         self.port = port
+        self._family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
         self.hostname = hostname if hostname is not None else self.ip
         self.latency = 0.0
         self.reset = False
@@ -94,7 +96,8 @@ class PodServer:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
-        return f"<PodServer {self.hostname} {self.ip}:{self.port}>"
+        host = f"[{self.ip}]" if self._family == socket.AF_INET6 else self.ip
+        return f"<PodServer {self.hostname} {host}:{self.port}>"
 
     @property
     def open_connections(self) -> int:
@@ -142,10 +145,10 @@ class PodServer:
         self._loop = asyncio.get_running_loop()
         if self.port == 0:
             # An explicitly bound port stays bound while refusing; an ephemeral one would not.
-            with socket.socket() as probe:
+            with socket.socket(self._family) as probe:
                 probe.bind((self.ip, 0))
                 self.port = probe.getsockname()[1]
-        listener = socket.socket()
+        listener = socket.socket(self._family)
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((self.ip, self.port))
