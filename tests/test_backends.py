@@ -16,7 +16,7 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from headless_resolver._dns import BACKENDS, DnsBackend, make_backend
+from headless_resolver._dns import BACKENDS, DnsAnswer, DnsBackend, make_backend
 from headless_resolver._errors import InvalidServiceName, ResolutionError
 from headless_resolver.testing._model import ServiceSpec
 from tests.servers import AuthoritativeServer, query
@@ -161,6 +161,28 @@ def reply_to(
     for text in additional:
         response.additional.append(dns.rrset.from_text(*text.split(maxsplit=4)))
     return response
+
+
+Answered = Callable[..., Awaitable[DnsAnswer]]
+
+
+@pytest.fixture
+def answered(
+    scripted: Callable[[Script], Awaitable[ScriptedDns]], open_backend: OpenBackend
+) -> Answered:
+    """``await answered(name, rdtype, *records, additional=())``: the backend's answer from a
+    server that replies to every query with those records (zone-file text)."""
+
+    async def ask(
+        name: str, rdtype: str, *records: str, additional: tuple[str, ...] = ()
+    ) -> DnsAnswer:
+        async def reply(request: dns.message.Message, over_tcp: bool) -> bytes:
+            return reply_to(request, *records, additional=additional).to_wire()
+
+        server = await scripted(reply)
+        return await open_backend("127.0.0.1", server.port).query(name, rdtype)
+
+    return ask
 
 
 # -- answers from Knot -----------------------------------------------------------------------
@@ -359,66 +381,91 @@ async def test_a_truncated_tcp_answer_is_kept_and_marked(
 # -- what counts in an answer ----------------------------------------------------------------
 
 
-async def test_records_for_other_names_and_types_are_ignored(
-    scripted: Callable[[Script], Awaitable[ScriptedDns]], open_backend: OpenBackend
-) -> None:
-    async def noisy(request: dns.message.Message, over_tcp: bool) -> bytes:
-        return reply_to(
-            request,
-            f"{WEB} 30 IN A 10.0.0.1",
-            f"{WEB.upper()} 20 IN A 10.0.0.2",
-            "other.default.svc.cluster.local. 1 IN A 10.6.6.6",
-            f"{WEB} 1 IN TXT hello",
-        ).to_wire()
-
-    server = await scripted(noisy)
-
-    answer = await open_backend("127.0.0.1", server.port).query(WEB, "A")
+async def test_records_for_other_names_and_types_are_ignored(answered: Answered) -> None:
+    answer = await answered(
+        WEB,
+        "A",
+        f"{WEB} 30 IN A 10.0.0.1",
+        f"{WEB.upper()} 20 IN A 10.0.0.2",
+        "other.default.svc.cluster.local. 1 IN A 10.6.6.6",
+        f"{WEB} 1 IN TXT hello",
+    )
 
     assert sorted(answer.addresses) == ["10.0.0.1", "10.0.0.2"]
     assert answer.ttl == 20
 
 
-async def test_a_ttl_with_the_top_bit_set_counts_as_zero(
-    scripted: Callable[[Script], Awaitable[ScriptedDns]], open_backend: OpenBackend
-) -> None:
-    async def huge(request: dns.message.Message, over_tcp: bool) -> bytes:
-        return reply_to(
-            request, f"{WEB} 30 IN A 10.0.0.1", f"{WEB} {2**31 + 1} IN A 10.0.0.2"
-        ).to_wire()
-
-    server = await scripted(huge)
-
-    answer = await open_backend("127.0.0.1", server.port).query(WEB, "A")
+async def test_a_ttl_with_the_top_bit_set_counts_as_zero(answered: Answered) -> None:
+    answer = await answered(WEB, "A", f"{WEB} 30 IN A 10.0.0.1", f"{WEB} {2**31 + 1} IN A 10.0.0.2")
 
     assert sorted(answer.addresses) == ["10.0.0.1", "10.0.0.2"]
     assert answer.ttl == 0
 
 
-async def test_srv_glue_is_kept_only_for_srv_targets(
-    scripted: Callable[[Script], Awaitable[ScriptedDns]], open_backend: OpenBackend
-) -> None:
+async def test_srv_glue_is_kept_only_for_srv_targets(answered: Answered) -> None:
     srv_name = f"_http._tcp.{WEB}"
 
-    async def with_glue(request: dns.message.Message, over_tcp: bool) -> bytes:
-        return reply_to(
-            request,
-            f"{srv_name} 30 IN SRV 0 50 8080 WEB-0.{WEB}",
-            f"{srv_name} 30 IN SRV 0 50 8080 web-1.{WEB}",
-            additional=(
-                f"web-0.{WEB} 30 IN A 10.0.0.1",
-                f"web-1.{WEB} 10 IN AAAA fd00::2",
-                f"stranger.{WEB} 1 IN A 10.6.6.6",
-            ),
-        ).to_wire()
-
-    server = await scripted(with_glue)
-
-    answer = await open_backend("127.0.0.1", server.port).query(srv_name, "SRV")
+    answer = await answered(
+        srv_name,
+        "SRV",
+        f"{srv_name} 30 IN SRV 0 50 8080 WEB-0.{WEB}",
+        f"{srv_name} 30 IN SRV 0 50 8080 web-1.{WEB}",
+        additional=(
+            f"web-0.{WEB} 30 IN A 10.0.0.1",
+            f"web-1.{WEB} 10 IN AAAA fd00::2",
+            f"stranger.{WEB} 1 IN A 10.6.6.6",
+        ),
+    )
 
     assert sorted(r.target for r in answer.srv) == [f"web-0.{WEB}", f"web-1.{WEB}"]
     assert dict(answer.glue) == {f"web-0.{WEB}": ("10.0.0.1",), f"web-1.{WEB}": ("fd00::2",)}
     assert answer.ttl == 10
+
+
+async def test_only_ascii_letters_are_case_folded_so_glue_of_another_name_is_not_taken(
+    answered: Answered,
+) -> None:
+    # Octet 201 is latin-1 "É" and 233 is "é": different names, as DNS folds ASCII only.
+    srv_name = f"_http._tcp.{WEB}"
+
+    answer = await answered(
+        srv_name,
+        "SRV",
+        f"{srv_name} 30 IN SRV 0 50 8080 \\201x.{WEB}",
+        f"{srv_name} 30 IN SRV 0 50 8080 WEB-0.{WEB}",
+        additional=(f"\\233x.{WEB} 30 IN A 10.6.6.6", f"web-0.{WEB} 30 IN A 10.0.0.1"),
+    )
+
+    assert len(answer.srv) == 2
+    assert dict(answer.glue) == {f"web-0.{WEB}": ("10.0.0.1",)}
+
+
+async def test_a_record_owned_by_one_label_spelling_the_question_with_dots_is_ignored(
+    answered: Answered,
+) -> None:
+    one_label = WEB[:-1].replace(".", "\\.") + "."
+
+    answer = await answered(WEB, "A", f"{WEB} 30 IN A 10.0.0.1", f"{one_label} 30 IN A 10.6.6.6")
+
+    assert answer.addresses == ("10.0.0.1",)
+
+
+async def test_a_255_octet_name_with_dots_and_backslashes_in_its_labels_is_well_formed(
+    answered: Answered,
+) -> None:
+    odd = "a\\.\\\\" * 20  # one label: a, dot, backslash twenty times (60 octets, 100 escaped)
+    inner = f"{odd}.{'b' * 60}.{'c' * 60}.{'d' * 60}."
+    longest = f"{'x' * 9}.{inner}"
+
+    answer = await answered(
+        WEB,
+        "A",
+        f"{inner} 5 IN A 10.6.6.1",
+        f"{longest} 5 IN A 10.6.6.2",
+        f"{WEB} 5 IN A 10.0.0.1",
+    )
+
+    assert answer.addresses == ("10.0.0.1",)
 
 
 async def test_a_cname_only_answer_is_negative_and_not_followed(

@@ -179,7 +179,9 @@ def _address(wire: bytes, offset: int, length: int, rtype: int) -> str:
 
 
 def _read_name(wire: bytes, offset: int, names: dict[int, str], hops: int = 0) -> tuple[str, int]:
-    """Decode the (possibly compressed) name at ``offset``: lower-case, absolute, with its end.
+    """Decode the (possibly compressed) name at ``offset``: absolute, with its end, and its
+    ASCII letters lower-cased (RFC 4343: DNS folds no other octet, so neither do we); a dot or
+    backslash inside a label is escaped with a backslash, so that two names never read alike.
 
     Names reached by a compression pointer are cached by offset, so 2,000 owners that all
     point at the question cost one dictionary lookup each. Every pointer must point before the
@@ -212,14 +214,18 @@ def _read_name(wire: bytes, offset: int, names: dict[int, str], hops: int = 0) -
             rest, offset = _read_name(wire, offset, names, hops)
             if rest != ".":
                 labels.append(rest)
-                length += len(rest)
+                length += _octets(rest)
             break
         if size > 63:
             raise MalformedResponse(f"label length {size} is not valid")
         label = wire[offset + 1 : offset + 1 + size]
         if len(label) != size:
             raise MalformedResponse("label runs past the end of the message")
-        labels.append(label.decode("latin-1").lower() + ".")
+        text = label.lower().decode("latin-1")
+        if "." in text or "\\" in text:
+            # Escaped as in zone files: a label holding a dot is not two labels.
+            text = text.replace("\\", "\\\\").replace(".", "\\.")
+        labels.append(text + ".")
         length += size + 1
         offset += size + 1
     if length > 255:
@@ -227,3 +233,9 @@ def _read_name(wire: bytes, offset: int, names: dict[int, str], hops: int = 0) -
     decoded = "".join(labels) or "."
     names[start] = decoded
     return decoded, offset
+
+
+def _octets(text: str) -> int:
+    """The wire length (less the root octet) of a name as ``_read_name`` writes it: each escape
+    is two characters for one octet, and ``\\\\`` pairs are exactly the escaped backslashes."""
+    return len(text) - text.count("\\") + text.count("\\\\")
