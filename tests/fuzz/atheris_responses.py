@@ -10,7 +10,9 @@ thousands a minute, keeping the inputs that reach new branches of it. Run it wit
 
 The seeds (A, AAAA, SRV with glue, NXDOMAIN and NODATA with SOA, truncated) go into CORPUS_DIR,
 or into a temporary directory without one; libFuzzer adds what it finds to CORPUS_DIR. A crash
-is written to ./crash-<sha1>: a regression test for the normal suite to start from.
+is written to ./crash-<sha1>: a regression test for the normal suite to start from. The target
+runs as a process of its own, never inside pytest: when atheris is done it sets the exit status
+of the process it ran in (a failing suite would exit 0) and leaves libFuzzer's alarm armed.
 
 An input is one byte choosing the question's type, then the response; the query ID is the
 response's own, so that mutations reach past the ID check. Each answer is checked on its own
@@ -21,12 +23,11 @@ same records for the question, and never MALFORMED for what dnspython reads as i
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import sys
 import tempfile
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -229,29 +230,21 @@ def write_seeds(corpus: Path) -> Path:
 # -- running -----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def instrumented() -> Iterator[None]:
-    """The reader's functions report their branches to libFuzzer, and are restored after."""
-    functions = [
-        f
-        for f in (*vars(_wire).values(), _dnspython._read)
-        if isinstance(f, types.FunctionType) and f.__module__.startswith("headless_resolver.")
-    ]
-    saved = [f.__code__ for f in functions]
-    for function in functions:
-        atheris.instrument_func(function)
-    try:
-        yield
-    finally:
-        for function, code in zip(functions, saved, strict=True):
-            function.__code__ = code
+def instrument() -> None:
+    """The reader's functions report their branches to libFuzzer."""
+    for function in (*vars(_wire).values(), _dnspython._read):
+        if isinstance(function, types.FunctionType) and function.__module__.startswith(
+            "headless_resolver."
+        ):
+            atheris.instrument_func(function)
 
 
 def fuzz(argv: list[str]) -> None:
-    """libFuzzer's own flags, plus a corpus directory holding the seeds; exits when done."""
+    """libFuzzer's own flags, plus a corpus directory that gets the seeds; exits when done."""
     flags = [arg for arg in argv[1:] if arg.startswith("-")]
     dirs = [arg for arg in argv[1:] if not arg.startswith("-")]
-    with tempfile.TemporaryDirectory() as scratch, instrumented():
+    instrument()
+    with tempfile.TemporaryDirectory() as scratch:
         corpus = write_seeds(Path(dirs[0] if dirs else scratch))
         atheris.Setup([argv[0], *flags, str(corpus), *dirs[1:]], check)
         atheris.Fuzz()
