@@ -193,14 +193,8 @@ class BaseStrategy(Generic[TableT]):
     def _table(self, endpoints: Sequence[Endpoint]) -> TableT:
         if isinstance(endpoints, EndpointSet):
             table = self._tables.get(endpoints.name)
-            if table is not None:
-                if table.source is endpoints:
-                    return table
-                if table.version == endpoints.version and (
-                    table.members is endpoints.members or table.members == endpoints.members
-                ):
-                    table.source = endpoints
-                    return table
+            if table is not None and (table.source is endpoints or _serves(table, endpoints)):
+                return table
             return self._refresh(endpoints.name, endpoints, endpoints.version, endpoints)
         snapshot = tuple(endpoints)
         table = self._tables.get("")
@@ -214,6 +208,14 @@ class BaseStrategy(Generic[TableT]):
         ordered = tuple(sorted(frozenset(endpoints), key=identity_order))
         with self._rebuild_lock:
             previous = self._tables.get(name)
+            if previous is not None and (
+                _serves(previous, source)
+                if isinstance(source, EndpointSet)
+                else previous.source == source
+            ):
+                # Another thread built it while this one waited: a second build would start
+                # a second rotation beside the one that thread is already picking from.
+                return previous
             table = self._build(ordered, previous)
             table.name, table.version, table.source = name, version, source
             if isinstance(endpoints, EndpointSet) and endpoints.members == table.members:
@@ -228,3 +230,13 @@ class BaseStrategy(Generic[TableT]):
                 if gone:
                     self._forget(gone)
         return table
+
+
+def _serves(table: SetTable, endpoints: EndpointSet) -> bool:
+    """Whether ``table`` was built for ``endpoints``' content (the same version and members)."""
+    if table.version == endpoints.version and (
+        table.members is endpoints.members or table.members == endpoints.members
+    ):
+        table.source = endpoints
+        return True
+    return False
