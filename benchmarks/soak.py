@@ -67,9 +67,12 @@ class SoakConfig:
     """Connections kept alive per pod (httpx's default 20). Pools keep the most connections a
     burst ever needed, up to this, so the descriptor count ratchets up to a plateau that
     depends on bursts; a small value makes that plateau come early, leaving only leaks."""
+    keepalive_expiry: float = 5.0
+    """Seconds an idle kept-alive connection lives (httpx's default 5)."""
     settle: float = 2.0
-    """Seconds of one sequential client after churn and blips stop and the last removed pod is
-    gone: the set is fresh again, so what stays open can be counted against what must."""
+    """Seconds of one sequential client before the churn starts and after it ends (at least
+    two TTLs, and long enough for connections a burst opened to expire): the same service,
+    pods and traffic both times, so any difference between the two counts is a leak."""
 
 
 @dataclass(frozen=True)
@@ -103,23 +106,14 @@ class SoakReport:
     """Open descriptors before the soak and after everything it opened was closed."""
     tasks_before: int = 0
     tasks_after: int = 0
+    warm_fds: int = 0
+    warm_tasks: int = 0
+    """Descriptors and tasks open after the settle before the churn, between two requests."""
     settled_fds: int = 0
     settled_tasks: int = 0
-    """Descriptors and tasks open after the settle, between two requests."""
+    """The same after the settle that ends the run: more than when warm is a leak."""
     stray_pools: list[str] = field(default_factory=list)
-    """Pools the transport still held after the settle for pods no longer in DNS."""
-
-    def settled_fd_bound(self) -> int:
-        """The most descriptors the settled state may hold beyond the baseline: the DNS
-        server's UDP and TCP sockets, each live pod's listener and, per pod, its kept-alive
-        connections counted at both ends (the pods run in this process)."""
-        pods, keepalive = self.config.pods, self.config.keepalive
-        return self.fds_before + 2 + pods + 2 * pods * keepalive
-
-    def settled_task_bound(self) -> int:
-        """The most tasks the settled state may run beyond the baseline: a pod's task per kept
-        connection and one background refresh."""
-        return self.tasks_before + self.config.pods * self.config.keepalive + 1
+    """Pools the transport still held after the last settle for pods no longer in DNS."""
 
     def growth(self, metric: str) -> float:
         """Floor of the second half minus floor of the first (without warm-up and wind-down).
@@ -152,8 +146,8 @@ class SoakReport:
             "tasks": self.extent("tasks"),
             "task_growth": self.growth("tasks"),
             "tasks_before_and_after": [self.tasks_before, self.tasks_after],
-            "settled_fds_and_bound": [self.settled_fds, self.settled_fd_bound()],
-            "settled_tasks_and_bound": [self.settled_tasks, self.settled_task_bound()],
+            "warm_and_settled_fds": [self.warm_fds, self.settled_fds],
+            "warm_and_settled_tasks": [self.warm_tasks, self.settled_tasks],
             "stray_pools": self.stray_pools,
             "config": asdict(self.config),
         }
@@ -270,12 +264,14 @@ async def soak(config: SoakConfig, on_sample: Callable[[Sample], None] | None = 
             attempts=2,
             failure_backoff=0.2,  # type: ignore[arg-type]
         )
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=config.keepalive)
+        limits = httpx.Limits(
+            max_connections=100,
+            max_keepalive_connections=config.keepalive,
+            keepalive_expiry=config.keepalive_expiry,
+        )
         transport = HeadlessTransport(resolver, RoundRobin(), limits=limits)
         http = httpx.AsyncClient(transport=transport, trust_env=False, timeout=5.0)
         loop = asyncio.get_running_loop()
-        start = loop.time()
-        deadline = start + config.seconds
 
         async def client() -> None:
             interval = 1.0 / config.rate
@@ -339,32 +335,30 @@ async def soak(config: SoakConfig, on_sample: Callable[[Sample], None] | None = 
                     report.failure_examples.append(f"{type(exc).__name__}: {exc}")
             report.requests += 1
 
-        async def settle() -> None:
-            """DNS healthy, no churn: one client until the set is fresh, then count."""
+        async def settle() -> tuple[int, int]:
+            """DNS healthy, no churn: one client until the set is fresh and connections a
+            burst opened have expired; then the fewest descriptors and tasks seen between
+            requests (a background refresh may hold a socket and a task for a moment)."""
             await dns.start()  # a no-op unless the run ended inside an outage
             dns.servfail = dns.drop = False
             dns_state[0] = "ok"
-            settled_at = loop.time() + max(config.settle, 2.0 * config.ttl)
+            duration = max(config.settle, 2.0 * config.ttl, config.keepalive_expiry + 1.0)
+            settled_at = loop.time() + duration
             while loop.time() < settled_at:
                 await get_once()
                 await asyncio.sleep(1.0 / config.rate)
-            live = {pod.ip for pod in fleet.live}
-            report.stray_pools = [
-                f"{ip}:{port}" for ip, port, _ in transport.pools() if ip not in live
-            ]
+            counts = []
             for _ in range(
-                50
+                25
             ):  # a connection httpx just closed is closed by its pod a moment later
-                report.settled_fds = open_fds()
-                report.settled_tasks = len(asyncio.all_tasks())
-                if (
-                    report.settled_fds <= report.settled_fd_bound()
-                    and report.settled_tasks <= report.settled_task_bound()
-                ):
-                    break
+                counts.append((open_fds(), len(asyncio.all_tasks())))
                 await asyncio.sleep(0.02)
+            return min(fds for fds, _ in counts), min(tasks for _, tasks in counts)
 
         try:
+            report.warm_fds, report.warm_tasks = await settle()
+            start = loop.time()
+            deadline = start + config.seconds
             background = [asyncio.create_task(churn()), asyncio.create_task(blips())]
             monitor = asyncio.create_task(sampler())
             await asyncio.gather(*(client() for _ in range(config.clients)))
@@ -374,7 +368,11 @@ async def soak(config: SoakConfig, on_sample: Callable[[Sample], None] | None = 
             await monitor
             # Let the last retirements finish counting before the report is read.
             await asyncio.gather(*fleet.retiring, return_exceptions=True)
-            await settle()
+            report.settled_fds, report.settled_tasks = await settle()
+            live = {pod.ip for pod in fleet.live}
+            report.stray_pools = [
+                f"{ip}:{port}" for ip, port, _ in transport.pools() if ip not in live
+            ]
         finally:
             report.stale_served = resolver.stats.stale_served
             await http.aclose()
