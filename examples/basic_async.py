@@ -22,7 +22,7 @@ async def main(nameserver: str | None = None, requests: int = 6) -> Counter[str]
     async with HeadlessResolver([nameserver] if nameserver else None) as resolver:
         endpoints = await resolver.resolve(SERVICE, port="http")
         for endpoint in endpoints:
-            print(f"{endpoint.hostname}  {endpoint.ip}:{endpoint.port}")
+            print(f"{endpoint.hostname}  {endpoint.netloc()}")
 
         # The URL keeps the service name; its port comes from the SRV record _http._tcp.
         transport = HeadlessTransport(resolver, RoundRobin(), ports={SERVICE: "http"})
