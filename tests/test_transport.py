@@ -334,6 +334,24 @@ async def test_a_pod_keeps_alive_no_more_connections_than_its_limit(
         await eventually(lambda: pods[0].open_connections == 20)
 
 
+async def test_shards_a_burst_opened_close_once_idle_for_keepalive_expiry(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=1)
+    pods[0].latency = 0.05
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=0.2)
+    async with client(HeadlessTransport(resolver, limits=limits)) as http:
+        await asyncio.gather(*(http.get(URL) for _ in range(20)))
+        await eventually(lambda: pods[0].open_connections == 20)  # kept alive in three shards
+        pods[0].latency = 0.0
+        await asyncio.sleep(0.3)  # every connection idle past keepalive_expiry
+
+        await http.get(URL)  # one client now: the first shard serves it, the others stay idle
+
+        await eventually(lambda: pods[0].open_connections == 1)
+        assert pods[0].connections_total == 21
+
+
 async def test_a_gone_pod_pool_closes_after_its_in_flight_request(
     cluster: LocalCluster, resolver: HeadlessResolver, clock: FakeClock
 ) -> None:

@@ -5,6 +5,7 @@ Kept free of I/O so both transports (and their locking rules) build on the same 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -207,6 +208,8 @@ class PoolShard(Generic[T]):
     pod: PodPool[T]
     transport: T
     in_flight: int = 0
+    idle_since: float = 0.0
+    """When its last request in flight ended (kept only while the pod has other shards)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -234,9 +237,13 @@ class Router(Generic[T]):
     goes to the shard with the fewest requests in flight, and a new shard opens only when
     every open one is busy, so one client at a time reuses a single connection. Since earlier
     shards never allow fewer connections than later ones, a request waits for a connection
-    only when every shard is at its limit. A pool whose pod left the set is closed once its
-    in-flight requests have finished. The ``lock`` guards the bookkeeping; the async
-    transport passes a no-op one. ``ports`` as ``port_rules()`` gives them.
+    only when every shard is at its limit. When traffic falls, the last shards go unused and
+    httpcore, which expires idle connections only when their own pool is used, would keep
+    them open; so a shard idle for ``keepalive_expiry`` (every connection it holds has
+    expired) is closed the next time the pod's pool is used, last shard first, as httpcore
+    closes expired connections. A pool whose pod left the set is closed once its in-flight
+    requests have finished. The ``lock`` guards the bookkeeping; the async transport passes a
+    no-op one. ``ports`` as ``port_rules()`` gives them.
     """
 
     def __init__(
@@ -253,6 +260,7 @@ class Router(Generic[T]):
         self._srv_from_scheme = srv_from_scheme
         self._new_shard = new_shard
         self._shard_limits = shards
+        self._shard_expiry = shards[0].keepalive_expiry if len(shards) > 1 else None
         self._lock = lock
         self._routes: dict[tuple[str, str, int | None], Route | None] = {}
         self._pools: dict[PoolKey, PodPool[T]] = {}
@@ -335,7 +343,24 @@ class Router(Generic[T]):
             pool.in_flight -= 1
             if pool.retired and pool.in_flight == 0 and not pool.closed:
                 return self._forget(pool)
+            if len(pool.shards) > 1 and self._shard_expiry is not None:
+                return self._prune(pool.shards, shard, self._shard_expiry)
             return _NOTHING_TO_CLOSE
+
+    @staticmethod
+    def _prune(shards: list[PoolShard[T]], done: PoolShard[T], expiry: float) -> Sequence[T]:
+        """Drop the pod's last shards while idle for ``expiry``; returns them to close."""
+        now = time.monotonic()
+        if done.in_flight == 0:
+            done.idle_since = now
+        expired: list[T] = []
+        while len(shards) > 1:
+            last = shards[-1]
+            if last.in_flight or now - last.idle_since < expiry:
+                break
+            shards.pop()
+            expired.append(last.transport)
+        return expired or _NOTHING_TO_CLOSE
 
     def _forget(self, pool: PodPool[T]) -> list[T]:
         pool.closed = True
