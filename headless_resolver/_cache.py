@@ -94,6 +94,7 @@ class Entry:
         "serve_until",
         "served",
         "stale_until",
+        "ttl",
     )
 
     def __init__(self, name: str, now: float) -> None:
@@ -110,6 +111,8 @@ class Entry:
         self.not_found: str | None = None
         self.error: ResolutionError | None = None
         self.last_used = now
+        self.ttl: float | None = None
+        """The clamped TTL of the last positive answer."""
 
     def __repr__(self) -> str:
         return f"<Entry {self.name} {self.endpoints!r} serve_until={self.serve_until}>"
@@ -158,6 +161,7 @@ class Entry:
         else:
             current = current.replace(expires_at=expires, stale=False)
         self.endpoints = self.served = current
+        self.ttl = ttl
         self.serve_until = expires
         self.stale_until = expires + policy.stale_ttl
         self.refresh_at = now + policy.refresh_delay(ttl, rng)

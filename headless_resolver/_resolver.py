@@ -135,8 +135,9 @@ class HeadlessResolver:
     finds its name expired waits for DNS before it is answered stale, RFC 8767's client
     response timer; None waits for the refresh), ``idle_after`` (60 s: names unused that long
     stop being refreshed), ``max_entries`` (1024 names), ``failure_backoff`` (first wait
-    between failed refreshes, growing to 30 s), ``rng`` (refresh jitter), ``resolv_conf``
-    (where the nameservers, namespace and cluster domain come from when not given).
+    between failed refreshes, growing to the name's TTL, at most 30 s), ``rng`` (refresh
+    jitter), ``resolv_conf`` (where the nameservers, namespace and cluster domain come from
+    when not given).
     """
 
     def __init__(
@@ -550,15 +551,20 @@ class HeadlessResolver:
             entry.refresher = None
 
     def _refresh_retrying(self, entry: _Name) -> AsyncRetrying:
+        """Retries of a failing refresh: exponential backoff from ``failure_backoff``, but
+        never slower than a healthy name is refreshed (its TTL), so that when DNS is back the
+        stale set is replaced within about a TTL, not after a wait grown through the outage."""
+
         def stop_when_unused(state: RetryCallState) -> bool:
             return self._idle(entry)
 
+        longest = MAX_FAILURE_BACKOFF
+        if entry.ttl is not None:
+            longest = min(longest, max(entry.ttl, self._failure_backoff))
         return AsyncRetrying(
             retry=retry_if_exception_type(ResolutionError),
             wait=wait_random_exponential(
-                multiplier=self._failure_backoff,
-                min=self._failure_backoff / 2,
-                max=MAX_FAILURE_BACKOFF,
+                multiplier=self._failure_backoff, min=self._failure_backoff / 2, max=longest
             ),
             stop=stop_when_unused,
             reraise=True,

@@ -26,7 +26,7 @@ from headless_resolver import (
     RoundRobin,
     ServiceNotFound,
 )
-from headless_resolver.testing import LocalCluster, PodServer
+from headless_resolver.testing import ClusterDNS, LocalCluster, PodServer
 from tests.clocks import FakeClock
 from tests.leaks import open_fds, pending_tasks
 from tests.servers.hostile import HostileDns, Reply, response
@@ -93,6 +93,33 @@ async def test_a_dns_outage_longer_than_the_ttl_fails_no_request(
         after = resolver.peek(WEB)
         assert after is not None
         assert {e.ip for e in after} == ips
+
+
+async def test_after_an_outage_the_set_is_fresh_again_within_about_a_ttl() -> None:
+    """Refreshes failing fast (the server is down) back off, but never past the TTL: however
+    long the outage, the stale set is replaced about a TTL after DNS is back."""
+    async with ClusterDNS(ttl=1) as cluster_dns:
+        cluster_dns.add_service("web")
+        cluster_dns.set_endpoints("web", endpoints=[("127.0.0.41", "web-0")])
+        resolver = HeadlessResolver(
+            [cluster_dns.nameserver], timeout=0.5, attempts=1, failure_backoff=0.02
+        )
+        async with resolver:
+            await resolver.resolve(WEB)
+            await cluster_dns.stop()
+            # Five seconds of refused queries: unbounded, the backoff would reach 0.02 * 2**8 s.
+            await asyncio.sleep(5.0)
+            assert resolver.stats.errors >= 6
+            assert (await resolver.resolve(WEB)).stale
+
+            cluster_dns.set_endpoints("web", endpoints=[("127.0.0.42", "web-1")])
+            await cluster_dns.start()
+
+            def replaced() -> bool:
+                current = resolver.peek(WEB)
+                return current is not None and [e.ip for e in current] == ["127.0.0.42"]
+
+            await eventually(replaced, within=2.5)
 
 
 # -- transient negative answers ------------------------------------------------------------------
