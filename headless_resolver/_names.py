@@ -177,7 +177,7 @@ class ClusterNaming:
         if labels[0].startswith("_"):
             labels, port, proto = self._srv_prefix(labels, port, proto, name)
         for index, label in enumerate(labels):
-            if index == 0 and len(labels) > 1 and _is_dashed_ipv6(label):
+            if index == 0 and label.startswith("-") and len(labels) > 1 and _is_dashed_ipv6(label):
                 continue  # a per-pod label: a pod of the service named by the labels after it
             _check_label(label, name)
         port, proto = _check_port(port, proto, name)

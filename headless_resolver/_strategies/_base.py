@@ -233,7 +233,8 @@ class BaseStrategy(Generic[TableT]):
 
 
 def _serves(table: SetTable, endpoints: EndpointSet) -> bool:
-    """Whether ``table`` was built for ``endpoints``' content (the same version and members)."""
+    """Whether ``table`` was built for ``endpoints``' content (the same version and members);
+    if so, ``endpoints`` becomes its source, so the next pick knows it by identity."""
     if table.version == endpoints.version and (
         table.members is endpoints.members or table.members == endpoints.members
     ):
