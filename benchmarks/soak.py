@@ -347,10 +347,9 @@ async def soak(config: SoakConfig, on_sample: Callable[[Sample], None] | None = 
             while loop.time() < settled_at:
                 await get_once()
                 await asyncio.sleep(1.0 / config.rate)
+            # A connection httpx just closed is closed by its pod a moment later.
             counts = []
-            for _ in range(
-                25
-            ):  # a connection httpx just closed is closed by its pod a moment later
+            for _ in range(25):
                 counts.append((open_fds(), len(asyncio.all_tasks())))
                 await asyncio.sleep(0.02)
             return min(fds for fds, _ in counts), min(tasks for _, tasks in counts)
