@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from headless_resolver._endpoints import Endpoint
+from headless_resolver._errors import InvalidArgument
 
 DEFAULT_FAILURE_STATUSES = frozenset({502, 503, 504})
 
@@ -57,11 +58,11 @@ class PassiveHealth:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if consecutive_connect_failures < 1 or consecutive_status_failures < 1:
-            raise ValueError("consecutive failure thresholds must be at least 1")
+            raise InvalidArgument("consecutive failure thresholds must be at least 1")
         if not 0 < base_ejection <= max_ejection:
-            raise ValueError("need 0 < base_ejection <= max_ejection")
+            raise InvalidArgument("need 0 < base_ejection <= max_ejection")
         if not 0 <= max_ejection_percent <= 100:
-            raise ValueError("max_ejection_percent must be within 0..100")
+            raise InvalidArgument("max_ejection_percent must be within 0..100")
         self.consecutive_connect_failures = consecutive_connect_failures
         self.consecutive_status_failures = consecutive_status_failures
         self.failure_statuses = frozenset(failure_statuses)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from headless_resolver._errors import InvalidServiceName
+from headless_resolver._errors import InvalidArgument, InvalidServiceName
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"
@@ -276,23 +276,23 @@ class ResolvConf:
 def parse_nameserver(value: str) -> tuple[str, int]:
     """``"host"``, ``"host:port"``, ``"::1"`` or ``"[::1]:53"`` as ``(host, port)``."""
     if not isinstance(value, str) or not value:
-        raise ValueError(f"nameserver {value!r}: expected 'host' or 'host:port'")
+        raise InvalidArgument(f"nameserver {value!r}: expected 'host' or 'host:port'")
     host, port = value, 53
     if value.startswith("["):
         host, sep, rest = value[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"nameserver {value!r}: expected '[address]:port'")
+            raise InvalidArgument(f"nameserver {value!r}: expected '[address]:port'")
         if rest:
             port = _port_number(rest[1:], value)
     elif value.count(":") == 1:
         host, _, port_text = value.partition(":")
         port = _port_number(port_text, value)
     if not host:
-        raise ValueError(f"nameserver {value!r}: no host")
+        raise InvalidArgument(f"nameserver {value!r}: no host")
     return host, port
 
 
 def _port_number(text: str, value: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"nameserver {value!r}: port {text!r} is not in 1..65535")
+        raise InvalidArgument(f"nameserver {value!r}: port {text!r} is not in 1..65535")
     return int(text)

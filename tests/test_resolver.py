@@ -22,6 +22,7 @@ from headless_resolver import (
     HeadlessResolver,
     InvalidServiceName,
     ResolutionError,
+    ResolverClosed,
     ServiceNotFound,
 )
 from headless_resolver.testing import ClusterDNS
@@ -504,8 +505,29 @@ async def test_aclose_stops_refreshes_and_watchers(
     with pytest.raises(StopAsyncIteration):
         await waiting
     assert resolver_tasks() == []
-    with pytest.raises(RuntimeError, match="closed"):
-        await resolver.resolve("other")
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["web", "web.default", "web.default.svc", WEB_FQDN, "WEB.Default.svc.cluster.local", "other"],
+)
+async def test_a_closed_resolver_raises_its_own_error_under_every_spelling(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver, spelling: str
+) -> None:
+    resolver = open_resolver(make_knot_dns([web()]))
+    for cached in ("web", WEB_FQDN):  # in the cache under two spellings, both fresh
+        await resolver.resolve(cached)
+        await resolver.resolve(cached, port="http")
+    await resolver.aclose()
+
+    for port in (None, "http", 8080):
+        with pytest.raises(ResolverClosed) as closed:
+            await resolver.resolve(spelling, port=port)
+        assert not isinstance(closed.value, RuntimeError)
+        with pytest.raises(ResolverClosed):
+            resolver.peek(spelling, port=port)
+        with pytest.raises(ResolverClosed):
+            await anext(resolver.watch(spelling, port=port))
 
 
 # -- watch ------------------------------------------------------------------------------------
@@ -625,7 +647,7 @@ async def test_truncated_answer_with_no_records_is_an_error_not_an_empty_service
     resolver = open_resolver(make_bind_dns([huge]), attempts=1)
     with pytest.raises(ResolutionError, match="too large even over TCP") as failed:
         await resolver.resolve("huge")
-    assert failed.value.rcode == "TRUNCATED"
+    assert (failed.value.reason, failed.value.rcode) == ("TRUNCATED", None)
 
 
 # -- single flight and failures, counted at the server (ClusterDNS) -----------------------------
@@ -664,7 +686,7 @@ async def test_servfail_is_retried_then_raised_with_its_rcode(
     resolver = open_resolver(cluster_dns.nameserver, attempts=3)
     with pytest.raises(ResolutionError) as failed:
         await resolver.resolve("web")
-    assert failed.value.rcode == "SERVFAIL"
+    assert (failed.value.reason, failed.value.rcode) == ("RCODE", "SERVFAIL")
     counts = {cluster_dns.query_count(WEB_FQDN, t) for t in ("A", "AAAA")}
     assert max(counts) == 3
     assert resolver.stats.errors == 1

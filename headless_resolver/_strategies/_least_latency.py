@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from headless_resolver._endpoints import Endpoint
+from headless_resolver._errors import InvalidArgument
 from headless_resolver._health import PassiveHealth
 from headless_resolver._strategies._base import ATTEMPTS, Accept, BaseStrategy, SetTable
 
@@ -76,9 +77,9 @@ class LeastLatency(BaseStrategy[_Pool]):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not decay > 0:
-            raise ValueError(f"decay must be > 0 seconds, got {decay!r}")
+            raise InvalidArgument(f"decay must be > 0 seconds, got {decay!r}")
         if not default_rtt > 0 or not failure_penalty >= 0:
-            raise ValueError("default_rtt must be > 0 and failure_penalty >= 0")
+            raise InvalidArgument("default_rtt must be > 0 and failure_penalty >= 0")
         super().__init__(health=health, rng=rng)
         self.decay = decay
         self.default_rtt = default_rtt

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from headless_resolver._errors import InvalidArgument
 from headless_resolver.testing._clusterdns import ClusterDNS
 from headless_resolver.testing._model import PortSpec, ServiceSpec
 from headless_resolver.testing._pods import CertificateAuthority, PodServer
@@ -123,7 +124,7 @@ class LocalCluster:
         ServiceSpec(name, namespace, ports=(PortSpec(port_name, "tcp", port or 1),))
         _check_replicas(pods)
         if (name, namespace) in self._services:
-            raise ValueError(f"service {name}.{namespace} already exists")
+            raise InvalidArgument(f"service {name}.{namespace} already exists")
         ssl_context = None
         if tls:
             fqdn = f"{name}.{namespace}.svc.{self.domain}"
@@ -245,7 +246,7 @@ async def _start_pod(service: _Service, ordinal: int) -> PodServer:
 
 def _check_replicas(replicas: int) -> None:
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        raise ValueError(f"replicas: {replicas!r} is not a non-negative integer")
+        raise InvalidArgument(f"replicas: {replicas!r} is not a non-negative integer")
 
 
 def _endpoints(service: _Service) -> list[tuple[str, str]]:

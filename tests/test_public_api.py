@@ -1,0 +1,99 @@
+"""The public names are a contract: adding or removing one is a decision, made here."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+
+import headless_resolver
+import headless_resolver.testing
+from headless_resolver import HeadlessResolverError
+
+
+def test_the_package_exports_exactly_these_names() -> None:
+    assert sorted(headless_resolver.__all__) == [
+        "Endpoint",
+        "EndpointSet",
+        "FailureReason",
+        "HeadlessAiohttpResolver",
+        "HeadlessResolver",
+        "HeadlessResolverError",
+        "HeadlessTransport",
+        "InvalidArgument",
+        "InvalidServiceName",
+        "LeastLatency",
+        "NameLookup",
+        "NoEndpointsAvailable",
+        "PassiveHealth",
+        "PortRef",
+        "ResolutionError",
+        "ResolverClosed",
+        "ResolverStats",
+        "RoundRobin",
+        "ServiceName",
+        "ServiceNotFound",
+        "Sticky",
+        "Strategy",
+        "SyncHeadlessTransport",
+    ]
+    for name in headless_resolver.__all__:
+        assert getattr(headless_resolver, name) is not None
+
+
+def test_the_testing_package_exports_exactly_these_names() -> None:
+    assert sorted(headless_resolver.testing.__all__) == [
+        "ClusterDNS",
+        "EndpointSpec",
+        "LocalCluster",
+        "PodServer",
+        "PortSpec",
+        "ServiceSpec",
+        "make_tls",
+        "system_resolution_via",
+    ]
+    for name in headless_resolver.testing.__all__:
+        assert getattr(headless_resolver.testing, name) is not None
+
+
+def test_the_version_is_the_installed_distributions() -> None:
+    assert headless_resolver.__version__ == importlib.metadata.version("headless-resolver")
+
+
+def test_every_exported_exception_is_a_library_error_with_a_name() -> None:
+    exported = [getattr(headless_resolver, name) for name in headless_resolver.__all__]
+    errors = {
+        value for value in exported if inspect.isclass(value) and issubclass(value, BaseException)
+    }
+    assert {error.__name__ for error in errors} == {
+        "HeadlessResolverError",
+        "InvalidArgument",
+        "InvalidServiceName",
+        "NoEndpointsAvailable",
+        "ResolutionError",
+        "ResolverClosed",
+        "ServiceNotFound",
+    }
+    for error in errors - {headless_resolver.ResolutionError}:
+        assert issubclass(error, HeadlessResolverError)
+        assert error("what happened", name="web").name == "web"
+    timeout = headless_resolver.ResolutionError("no answer", name="web", reason="TIMEOUT")
+    assert (timeout.name, timeout.reason, timeout.rcode) == ("web", "TIMEOUT", None)
+
+
+def test_bad_arguments_are_value_errors_and_library_errors() -> None:
+    assert issubclass(headless_resolver.InvalidArgument, ValueError)
+    assert issubclass(headless_resolver.InvalidServiceName, headless_resolver.InvalidArgument)
+    assert not issubclass(headless_resolver.ResolverClosed, RuntimeError)
+
+
+def test_parse_returns_an_exported_type() -> None:
+    resolver = headless_resolver.HeadlessResolver(
+        ["127.0.0.1:53"], namespace="shop", cluster_domain="cluster.local"
+    )
+    lookup = resolver.parse("web-0.web", port=None)
+    assert isinstance(lookup, headless_resolver.NameLookup)
+    assert all(isinstance(c, headless_resolver.ServiceName) for c in lookup.candidates)
+    assert [c.fqdn for c in lookup.candidates] == [
+        "web-0.web.shop.svc.cluster.local.",
+        "web-0.web.svc.cluster.local.",
+    ]
