@@ -7,9 +7,11 @@ Every test runs with both backends. Where time matters the resolver gets a fake 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -367,6 +369,93 @@ async def test_refresh_ahead_keeps_resolve_off_the_network(
     assert resolver.stats.cache_hits == calls  # not one call waited for DNS
     assert resolver.stats.refreshes >= 2
     assert resolver.stats.queries == 2 + 2 * resolver.stats.refreshes
+
+
+def test_one_resolver_refreshes_ahead_on_each_of_two_event_loops_in_turn(
+    make_knot_dns: ServerFactory, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two asyncio.run() calls in turn, as scripts and tests do: the second loop takes over the
+    # refreshes, and nothing of the first loop's (events, tasks) is used from the second.
+    knot = make_knot_dns([web()], ttl=1)
+    resolver = HeadlessResolver(
+        [knot.nameserver],
+        backend=backend,  # type: ignore[arg-type]
+        namespace="default",
+        cluster_domain="cluster.local",
+        refresh_ahead=0.5,
+        rng=random.Random(7),
+    )
+
+    async def first_run() -> None:
+        await resolver.resolve("web")
+        await resolver.resolve("web", port="http")
+        await asyncio.sleep(0.1)  # its refreshers now wait on this loop
+
+    async def second_run() -> None:
+        await asyncio.sleep(1.1)  # past the TTL: the next resolve() goes the slow way
+        await resolver.resolve("web")
+        watch = resolver.watch("web", port="http")
+        assert len(await anext(watch)) == 3
+        knot.set_service(web(WEB_PODS[:2]))
+        async with asyncio.timeout(3.0):
+            assert len(await anext(watch)) == 2  # the watcher woke on this loop
+        refreshes, hits, calls = resolver.stats.refreshes, resolver.stats.cache_hits, 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.6
+        while loop.time() < deadline:
+            found = await resolver.resolve("web")
+            calls += 1
+            await asyncio.sleep(0.02)
+        assert resolver.stats.cache_hits - hits == calls  # refreshed ahead, on this loop
+        assert len(found) == 2
+        assert resolver.stats.refreshes - refreshes >= 2
+        await watch.aclose()
+        await resolver.aclose()
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        asyncio.run(first_run())
+        asyncio.run(second_run())
+        gc.collect()  # an unretrieved task exception is reported when the task is collected
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+    assert resolver.stats.errors == 0
+
+
+def test_a_resolver_serves_a_second_loop_while_the_first_still_runs(
+    make_knot_dns: ServerFactory, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two threads, each with its own running loop (two SyncHeadlessTransports sharing one
+    # resolver do this): the first loop keeps the refreshes, the second is served beside it.
+    knot = make_knot_dns([web()], ttl=1)
+    resolver = HeadlessResolver(
+        [knot.nameserver],
+        backend=backend,  # type: ignore[arg-type]
+        namespace="default",
+        cluster_domain="cluster.local",
+    )
+    owner = asyncio.new_event_loop()
+    thread = threading.Thread(target=owner.run_forever)
+    thread.start()
+
+    async def elsewhere() -> None:
+        assert len(await resolver.resolve("web", port="http")) == 3  # never cached before
+        watch = resolver.watch("web")
+        assert len(await anext(watch)) == 3
+        knot.set_service(web(WEB_PODS[:1]))
+        async with asyncio.timeout(4.0):
+            assert len(await anext(watch)) == 1
+        await watch.aclose()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            asyncio.run_coroutine_threadsafe(resolver.resolve("web"), owner).result(5)
+            asyncio.run(elsewhere())
+            asyncio.run_coroutine_threadsafe(resolver.aclose(), owner).result(5)
+            gc.collect()
+    finally:
+        owner.call_soon_threadsafe(owner.stop)
+        thread.join()
+        owner.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 async def test_scale_up_and_down_visible_within_ttl_plus_one_second(
