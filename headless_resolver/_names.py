@@ -86,46 +86,47 @@ def _is_dashed_ipv6(label: str) -> bool:
     return True
 
 
-def _to_ascii(name: str) -> str:
-    if name.isascii():
-        return name
-    try:
-        return name.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise InvalidServiceName(f"{name!r}: not a valid internationalised name ({exc})") from None
-
-
 def split_name(name: object) -> tuple[list[str], bool]:
     """Lower-case labels of ``name`` and whether it was absolute; raises InvalidServiceName."""
     if not isinstance(name, str):
         raise InvalidServiceName(f"{name!r}: a service name must be a str")
     if not name:
         raise InvalidServiceName("empty service name")
-    ascii_name = _to_ascii(name).lower()
-    absolute = ascii_name.endswith(".")
-    bare = ascii_name[:-1] if absolute else ascii_name
+    if not name.isascii():
+        # Kubernetes names are ASCII (RFC 1123 labels): no IDNA, so no query for a look-alike.
+        odd = "".join(sorted({c for c in name if not c.isascii()}))
+        raise InvalidServiceName(f"{name!r}: has characters other than a-z, 0-9 and '-' ({odd!r})")
+    lowered = name.lower()
+    absolute = lowered.endswith(".")
+    bare = lowered[:-1] if absolute else lowered
     if len(bare) > 253:
         raise InvalidServiceName(f"{name!r}: {len(bare)} characters, the limit is 253")
     return bare.split("."), absolute
 
 
+def check_port(port: PortRef) -> PortRef:
+    """A port name (lower-cased) or number as given; raises InvalidArgument naming the port."""
+    if port is None:
+        return None
+    if isinstance(port, bool) or not isinstance(port, int | str):
+        raise InvalidArgument(f"port {port!r} is not a port name or number")
+    if isinstance(port, int):
+        if not 0 < port < 65536:
+            raise InvalidArgument(f"port {port} is not in 1..65535")
+        return port
+    port_name = port.lower()
+    if not _PORT_NAME.fullmatch(port_name) or "--" in port_name or port_name.isdigit():
+        raise InvalidArgument(f"port {port!r} is not a service port name (1-15 of a-z, 0-9, '-')")
+    return port_name
+
+
 def _check_port(port: PortRef, proto: str, name: str) -> tuple[PortRef, str]:
     if not isinstance(proto, str) or proto.lower() not in PROTOCOLS:
         raise InvalidServiceName(f"{name!r}: proto {proto!r} is not one of {PROTOCOLS}")
-    if port is None:
-        return None, proto.lower()
-    if isinstance(port, bool) or not isinstance(port, int | str):
-        raise InvalidServiceName(f"{name!r}: port {port!r} is not a port name or number")
-    if isinstance(port, int):
-        if not 0 < port < 65536:
-            raise InvalidServiceName(f"{name!r}: port {port} is not in 1..65535")
-        return port, proto.lower()
-    port_name = port.lower()
-    if not _PORT_NAME.fullmatch(port_name) or "--" in port_name or port_name.isdigit():
-        raise InvalidServiceName(
-            f"{name!r}: port {port!r} is not a service port name (1-15 of a-z, 0-9, '-')"
-        )
-    return port_name, proto.lower()
+    try:
+        return check_port(port), proto.lower()
+    except InvalidArgument as bad:
+        raise InvalidServiceName(f"{name!r}: {bad}") from None
 
 
 class ClusterNaming:

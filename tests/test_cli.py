@@ -145,6 +145,38 @@ async def test_invalid_name_is_one_line_and_exit_2(cluster: LocalCluster) -> Non
     assert_one_clear_line(err, "invalid name")
 
 
+async def test_a_unicode_name_is_invalid_and_sends_nothing(silent_nameserver: str) -> None:
+    code, _, err = await run("resolve", "wéb", "--nameserver", silent_nameserver)
+
+    assert code == cli.EXIT_USAGE
+    assert_one_clear_line(err, "invalid name")
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "not_a_port!"])
+def test_a_bad_port_is_a_usage_error_that_names_the_port(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["resolve", "web", "--port", port, "--nameserver", "127.0.0.1"])
+
+    assert exited.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"--port: port {port!r}" in err or f"--port: port {port}" in err
+    assert "invalid name" not in err
+
+
+async def test_an_ipv6_nameserver_is_written_in_brackets() -> None:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sink:
+        sink.bind(("::1", 0))
+        nameserver = f"[::1]:{sink.getsockname()[1]}"
+        code, _, err = await run(
+            "resolve", FQDN, "--nameserver", nameserver, "--timeout", "0.2", "--attempts", "1"
+        )
+
+    assert code == cli.EXIT_RESOLUTION
+    assert_one_clear_line(err, f"from {nameserver} within")
+
+
 async def test_timeout_is_one_line_and_exit_4(silent_nameserver: str) -> None:
     code, _, err = await run(
         "resolve", FQDN, "--nameserver", silent_nameserver, "--timeout", "0.2", "--attempts", "1"

@@ -619,6 +619,24 @@ async def test_a_closed_resolver_raises_its_own_error_under_every_spelling(
             await anext(resolver.watch(spelling, port=port))
 
 
+async def test_a_unicode_name_is_refused_before_any_packet(open_resolver: OpenResolver) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        sink.setblocking(False)
+        resolver = open_resolver(f"127.0.0.1:{sink.getsockname()[1]}")
+        for port in (None, "http", 8080):
+            with pytest.raises(InvalidServiceName, match="other than a-z"):
+                await resolver.resolve("wéb", port=port)
+            with pytest.raises(InvalidServiceName):
+                resolver.peek("wéb.default", port=port)
+            with pytest.raises(InvalidServiceName):
+                await anext(resolver.watch("web-0.wéb", port=port))
+        await asyncio.sleep(0.1)
+        with pytest.raises(BlockingIOError):
+            sink.recv(512)  # not one query arrived
+    assert resolver.stats.queries == 0
+
+
 # -- watch ------------------------------------------------------------------------------------
 
 
