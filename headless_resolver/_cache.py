@@ -22,13 +22,8 @@ NEVER = -math.inf
 
 @dataclass(frozen=True, slots=True)
 class CachePolicy:
-    """How long answers live.
-
-    ``negative_grace``: after a non-empty set, NXDOMAIN or an empty answer must persist this
-    long before the set empties. CoreDNS answers NXDOMAIN while no pod is ready and briefly
-    during restarts and informer resyncs; 10 s rides those out while a real scale to zero
-    still shows within about 10 s plus one negative TTL.
-    """
+    """How long answers live: the resolver's options of the same names (README, "Options",
+    says why each default is what it is)."""
 
     min_ttl: float = 1.0
     max_ttl: float = 300.0

@@ -43,6 +43,16 @@ class PassiveHealth:
 
     Thread safety: :meth:`is_ejected` on a healthy endpoint is one dict lookup and takes no
     lock; every state transition (count, eject, readmit, forget) happens under one lock.
+
+    Parameters:
+        consecutive_connect_failures: refused or reset connections in a row that eject (1).
+        consecutive_status_failures: answers in ``failure_statuses`` in a row that eject (5).
+        failure_statuses: the statuses that count as failures (502, 503, 504).
+        base_ejection: seconds of the first ejection, times the number of ejections (30).
+        max_ejection: the longest ejection, in seconds (300).
+        max_ejection_percent: the share of a set that may be ejected at once (50).
+        panic: pick among ejected endpoints when no other is left (True).
+        clock: monotonic seconds, injectable for tests.
     """
 
     def __init__(

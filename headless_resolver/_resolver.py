@@ -141,19 +141,31 @@ class HeadlessResolver:
     """Resolves Kubernetes service names to their pods' addresses, from a cache kept fresh.
 
     ``resolve()`` on a cached name is a dict lookup and a clock read. Names in use are
-    refreshed in the background at about ``refresh_ahead`` of their TTL; when DNS fails the
-    last good set is served with ``stale=True`` for up to ``stale_ttl`` (RFC 8767); after a
-    non-empty set, NXDOMAIN or an empty answer must persist ``negative_grace`` seconds before
-    the set empties, because CoreDNS answers NXDOMAIN briefly when no pod is ready.
+    refreshed in the background ahead of expiry; while DNS fails the last good set is served
+    flagged ``stale`` (RFC 8767). Works from any event loop: the one in use runs the background
+    work, and a later loop (a second ``asyncio.run()``) takes it over. Why each default is
+    what it is: README, "Options".
 
-    Beyond the design's options: ``negative_grace`` (default 10 s), ``refresh_ahead`` (0.8;
-    None refreshes only on demand), ``stale_answer_timeout`` (1.8 s: how long a caller that
-    finds its name expired waits for DNS before it is answered stale, RFC 8767's client
-    response timer; None waits for the refresh), ``idle_after`` (60 s: names unused that long
-    stop being refreshed), ``max_entries`` (1024 names), ``failure_backoff`` (first wait
-    between failed refreshes, growing to the name's TTL, at most 30 s), ``rng`` (refresh
-    jitter), ``resolv_conf`` (where the nameservers, namespace and cluster domain come from
-    when not given).
+    Parameters:
+        nameservers: ``"IP"`` or ``"IP:PORT"`` (``"[::1]:53"``); None reads ``resolv_conf``.
+        backend: ``"dnspython"``, ``"aiodns"``, or an object with the ``DnsBackend`` protocol.
+        namespace: of short names; default ``POD_NAMESPACE``, else resolv.conf, else default.
+        cluster_domain: default from the resolv.conf search list, else ``cluster.local``.
+        min_ttl, max_ttl: bounds on a record's TTL, in seconds.
+        negative_ttl_cap: longest an NXDOMAIN or empty answer is cached.
+        stale_ttl: how long past expiry the last good set may be served while DNS fails.
+        timeout: per query, in seconds. attempts: queries per lookup (>= 1).
+        clock: monotonic seconds; ``EndpointSet.expires_at`` is on this clock.
+        negative_grace: how long a negative answer must persist before a non-empty set empties.
+        refresh_ahead: refresh at this fraction of the TTL; None: only when found expired.
+        stale_answer_timeout: how long a caller that finds its name expired waits for DNS
+            before it is answered stale; None waits for the refresh.
+        idle_after: names unused this long stop being refreshed.
+        max_entries: names cached, least recently used evicted first.
+        failure_backoff: first wait between failed refreshes (grows to the TTL, at most 30 s).
+        rng: refresh jitter. resolv_conf: where unset nameservers and names come from.
+
+    Raises ``InvalidArgument`` for an option out of range.
     """
 
     def __init__(

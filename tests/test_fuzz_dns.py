@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -358,13 +358,6 @@ async def settled_fds(baseline: int) -> int:
             return count
         await asyncio.sleep(0.02)
     return open_fds()
-
-
-@pytest.fixture
-def runner() -> Iterator[asyncio.Runner]:
-    """One event loop for a whole hypothesis run (hypothesis drives examples synchronously)."""
-    with asyncio.Runner() as loop_runner:
-        yield loop_runner
 
 
 def fuzz(

@@ -31,6 +31,7 @@ from headless_resolver.testing import ClusterDNS
 from headless_resolver.testing._model import ServiceSpec
 from tests.clocks import FakeClock
 from tests.servers import AuthoritativeServer
+from tests.waiting import eventually
 
 ServerFactory = Callable[..., AuthoritativeServer]
 WEB_PODS = (("10.0.0.1", "web-0"), ("10.0.0.2", "web-1"), ("10.0.0.3", "web-2"))
@@ -89,13 +90,6 @@ async def cluster_dns() -> AsyncIterator[ClusterDNS]:
 
 
 WEB_FQDN = "web.default.svc.cluster.local."
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    """Wait (at most 5 s) for background work that has no event of its own to await."""
-    async with asyncio.timeout(5.0):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 def resolver_tasks() -> list[asyncio.Task[Any]]:
@@ -271,7 +265,7 @@ async def test_refresh_due_on_a_hit_answers_from_cache_and_refreshes_in_backgrou
     first = await resolver.resolve("web")
     clock.advance(9.0)  # past 80 % +- 10 %: refresh due, answer still fresh
     assert await resolver.resolve("web") is first
-    await until(lambda: resolver.stats.queries == 4 and resolver.peek("web") is not first)
+    await eventually(lambda: resolver.stats.queries == 4 and resolver.peek("web") is not first)
     clock.advance(2.0)  # past the first answer's expiry
     assert (await resolver.resolve("web")).expires_at == 1000.0 + 9.0 + 10.0
     assert resolver.stats.queries == 4
@@ -287,7 +281,7 @@ async def test_a_caller_after_expiry_gets_the_stale_set_while_a_slow_refresh_is_
     cluster_dns.delay = 30.0  # DNS stops answering in time, without failing
     clock.advance(4.5)  # refresh due: answered from cache, refresh starts in the background
     assert await resolver.resolve("web") is first
-    await until(lambda: cluster_dns.query_count(WEB_FQDN, "A") == 2)
+    await eventually(lambda: cluster_dns.query_count(WEB_FQDN, "A") == 2)
     clock.advance(1.0)  # past expiry, the refresh still out
 
     async with asyncio.timeout(5.0):  # far less than the 30 s the refresh will take
@@ -331,7 +325,7 @@ async def test_a_cold_caller_after_expiry_waits_stale_answer_timeout_then_gets_t
     assert served.members == first.members
 
     # The refresh the caller started lives on, and answers later callers fresh.
-    await until(lambda: resolver.peek("web") is not None)
+    await eventually(lambda: resolver.peek("web") is not None)
     assert not (await resolver.resolve("web")).stale
     assert cluster_dns.query_count(WEB_FQDN, "A") == 2
     assert resolver.stats.stale_served == 1
@@ -371,20 +365,27 @@ async def test_refresh_ahead_keeps_resolve_off_the_network(
     assert resolver.stats.queries == 2 + 2 * resolver.stats.refreshes
 
 
+def resolver_without_fixture(
+    server: AuthoritativeServer, backend: str, **options: Any
+) -> HeadlessResolver:
+    """For tests that run their own event loops: ``open_resolver`` needs pytest's."""
+    return HeadlessResolver(
+        [server.nameserver],
+        backend=backend,  # type: ignore[arg-type]
+        namespace="default",
+        cluster_domain="cluster.local",
+        rng=random.Random(7),
+        **options,
+    )
+
+
 def test_one_resolver_refreshes_ahead_on_each_of_two_event_loops_in_turn(
     make_knot_dns: ServerFactory, backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Two asyncio.run() calls in turn, as scripts and tests do: the second loop takes over the
     # refreshes, and nothing of the first loop's (events, tasks) is used from the second.
     knot = make_knot_dns([web()], ttl=1)
-    resolver = HeadlessResolver(
-        [knot.nameserver],
-        backend=backend,  # type: ignore[arg-type]
-        namespace="default",
-        cluster_domain="cluster.local",
-        refresh_ahead=0.5,
-        rng=random.Random(7),
-    )
+    resolver = resolver_without_fixture(knot, backend, refresh_ahead=0.5)
 
     async def first_run() -> None:
         await resolver.resolve("web")
@@ -426,12 +427,7 @@ def test_a_resolver_serves_a_second_loop_while_the_first_still_runs(
     # Two threads, each with its own running loop (two SyncHeadlessTransports sharing one
     # resolver do this): the first loop keeps the refreshes, the second is served beside it.
     knot = make_knot_dns([web()], ttl=1)
-    resolver = HeadlessResolver(
-        [knot.nameserver],
-        backend=backend,  # type: ignore[arg-type]
-        namespace="default",
-        cluster_domain="cluster.local",
-    )
+    resolver = resolver_without_fixture(knot, backend)
     owner = asyncio.new_event_loop()
     thread = threading.Thread(target=owner.run_forever)
     thread.start()
@@ -509,7 +505,7 @@ async def test_spurious_nxdomain_inside_the_grace_changes_nothing(
     knot.set_service(web())
     clock.advance(5)
     assert (await resolver.resolve("web")).stale  # re-check due: still served, in background
-    await until(lambda: not resolver.peek("web").stale)  # type: ignore[union-attr]
+    await eventually(lambda: not resolver.peek("web").stale)  # type: ignore[union-attr]
     after = await resolver.resolve("web")
     assert (after.stale, after.version) == (False, first.version)
 
@@ -535,7 +531,7 @@ async def test_serve_stale_through_a_server_outage(
     assert (await resolver.resolve("web")).stale
     assert resolver.stats.stale_served == 2
     knot.start()
-    await until(lambda: resolver.stats.errors > 0 and not resolver.peek("web").stale)  # type: ignore[union-attr]
+    await eventually(lambda: resolver.stats.errors > 0 and not resolver.peek("web").stale)  # type: ignore[union-attr]
     clock.advance(30)
     recovered = await resolver.resolve("web")
     assert (recovered.stale, recovered.version) == (False, first.version)
@@ -573,11 +569,11 @@ async def test_cancelled_caller_leaves_no_task_behind(
 ) -> None:
     resolver = open_resolver(black_hole, timeout=1.0, attempts=3)
     caller = asyncio.create_task(resolver.resolve("web"))
-    await until(lambda: resolver.stats.queries == 2)
+    await eventually(lambda: resolver.stats.queries == 2)
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
-    await until(lambda: resolver_tasks() == [])
+    await eventually(lambda: resolver_tasks() == [])
 
 
 async def test_aclose_stops_refreshes_and_watchers(
@@ -778,7 +774,7 @@ async def test_cancelling_one_caller_leaves_the_shared_query_to_the_others(
     resolver = open_resolver(cluster_dns.nameserver)
     leaving = asyncio.create_task(resolver.resolve("web"))
     staying = asyncio.create_task(resolver.resolve("web"))
-    await until(lambda: cluster_dns.query_count(WEB_FQDN, "A") == 1)
+    await eventually(lambda: cluster_dns.query_count(WEB_FQDN, "A") == 1)
     leaving.cancel()
     assert len(await staying) == 3
     assert leaving.cancelled()
@@ -809,7 +805,7 @@ async def test_servfail_on_refresh_serves_stale_then_recovers(
     clock.advance(5)
     assert (await resolver.resolve("web")).stale
     cluster_dns.servfail = False
-    await until(lambda: not resolver.peek("web").stale)  # type: ignore[union-attr]
+    await eventually(lambda: not resolver.peek("web").stale)  # type: ignore[union-attr]
     assert (await resolver.resolve("web")).version == first.version
 
 
@@ -823,7 +819,7 @@ async def test_unused_names_stop_being_refreshed(
     resolver = open_resolver(make_knot_dns([web()], ttl=1), clock=clock, idle_after=30.0)
     await resolver.resolve("web")
     clock.advance(31)  # unused for longer than idle_after when the refresh comes due
-    await until(lambda: not [t for t in resolver_tasks() if "fresh" in t.get_name()])
+    await eventually(lambda: not [t for t in resolver_tasks() if "fresh" in t.get_name()])
     assert (resolver.stats.refreshes, resolver.stats.queries) == (0, 2)
     await resolver.resolve("web")  # used again: expired, so this one asks DNS
     assert resolver.stats.queries == 4

@@ -27,19 +27,9 @@ from headless_resolver import (
 )
 from headless_resolver._strategies import BaseStrategy
 from headless_resolver._strategies._round_robin import weighted_schedule
+from tests.clocks import FakeClock
 
 KEYS = [f"user-{i}" for i in range(100_000)]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def pods(count: int, *, first: int = 0, weights: list[int] | None = None) -> list[Endpoint]:

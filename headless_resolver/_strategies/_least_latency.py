@@ -64,6 +64,13 @@ class LeastLatency(BaseStrategy[_Pool]):
     Thread safety: in-flight counts use atomic list operations and estimates are replaced as
     whole tuples, so no lock is taken; concurrent observations of one endpoint may drop one
     of the samples, never corrupt the estimate.
+
+    Parameters (keyword-only):
+        decay: time constant of the peak EWMA, in seconds (10).
+        default_rtt: cost of an endpoint without samples once it has a request (0.03 s).
+        failure_penalty: the least a failure counts as, in seconds (1).
+        health, rng: as for every strategy (see ``RoundRobin``).
+        clock: monotonic seconds, injectable for tests.
     """
 
     def __init__(

@@ -135,6 +135,12 @@ class Sticky(BaseStrategy[_Ring]):
     Thread safety: rings are immutable once built and load counters use atomic list
     operations, so picks take no lock; racing picks may each see room that only one of them
     gets, overshooting the bound by at most the number of concurrent pickers.
+
+    Parameters:
+        key: a header name, or a callable returning a request's key (or None).
+        balance_factor: the bound c above, > 1; None (default) for pure consistent hashing.
+        fallback: the strategy of requests without a key (default ``RoundRobin``).
+        health, rng: as for every strategy (see ``RoundRobin``).
     """
 
     def __init__(

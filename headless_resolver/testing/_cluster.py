@@ -71,6 +71,13 @@ class LocalCluster:
     ``pods(name)`` returns the live pod handles, whose knobs (``latency``, ``status``,
     ``refuse``, ``reset``) change a pod without changing DNS: a refusing pod is still published,
     like a dying pod the endpoints controller has not noticed yet.
+
+    Parameters (keyword-only):
+        domain: the cluster domain (``cluster.local``).
+        ttl: of the DNS records, in seconds (5).
+
+    ``add_service(name, pods=, port=, port_name=, tls=)`` starts a service's pods; with
+    ``tls=True`` they present certificates signed by the CA whose PEM file is at ``ca_cert``.
     """
 
     def __init__(self, *, domain: str = "cluster.local", ttl: int = 5) -> None:
@@ -87,7 +94,8 @@ class LocalCluster:
 
     @property
     def ca_cert(self) -> Path:
-        """PEM of the CA that signs every TLS service's certificate."""
+        """Path of the PEM file of the CA that signs every TLS service's certificate: trust it
+        with ``ssl.create_default_context(cafile=cluster.ca_cert)``."""
         return self._authority().ca_cert
 
     async def __aenter__(self) -> LocalCluster:

@@ -174,6 +174,15 @@ class ClusterDNS:
     does, including its NXDOMAIN/NODATA choices, SRV weights, PTR records, the query's case in
     owner names, ``loadbalance`` shuffling (``shuffle``) and truncation to the client's buffer.
     A namespace exists while it holds a service. Pod records (``pods disabled``) are not served.
+
+    Parameters (keyword-only):
+        domain: the cluster domain it is authoritative for (``cluster.local``).
+        ttl: of every record, and the SOA minimum (negative TTL), in seconds (5).
+        host, port: where it listens; a loopback address, port 0 picks a free one.
+        shuffle: reorder records in each answer, as CoreDNS's ``loadbalance`` does (True).
+        reverse_zones: zones it answers PTR queries for.
+        endpoint_pod_names: name pods without a hostname by pod name, as CoreDNS's option of
+            that name does (False: by dashed IP).
     """
 
     tcp_read_timeout: float = 2.0

@@ -61,6 +61,11 @@ class PodServer:
     status answered), ``refuse`` (stop listening: new connections get ECONNREFUSED, open ones
     live on) and ``reset`` (send half a response, then reset the connection). A TLS pod records
     the server name each client asked for through ``ssl_context.sni_callback``, which it sets.
+
+    Parameters:
+        ip: a loopback address (127.0.0.x or ::1). port: 0 picks a free one at ``start()``.
+        hostname: what it reports as ``pod`` (default: its IP).
+        ssl_context: serve TLS with this context.
     """
 
     def __init__(
@@ -413,7 +418,12 @@ class CertificateAuthority:
     """A throwaway CA issuing server certificates for service names."""
 
     def __init__(self, directory: str | Path | None = None) -> None:
-        import trustme  # a test-only dependency: imported when TLS pods are asked for
+        try:
+            import trustme  # the testing extra: imported when TLS pods are asked for
+        except ImportError:
+            raise ImportError(
+                "TLS pods need trustme: pip install 'headless-resolver[testing]'"
+            ) from None
 
         if directory is None:
             directory = tempfile.mkdtemp(prefix="headless-resolver-ca-")
