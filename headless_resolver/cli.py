@@ -23,6 +23,7 @@ from headless_resolver import (
     NoEndpointsAvailable,
     ResolutionError,
     ServiceNotFound,
+    __version__,
 )
 from headless_resolver._names import check_port, parse_nameserver
 
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_epilog(_RESOLVE_EXAMPLES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     resolve = _add_command(
         commands,

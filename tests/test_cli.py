@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import headless_resolver
 from headless_resolver import cli
 from headless_resolver._demo import ClientTally, DemoReport, ProgressDisplay
 from headless_resolver.testing import LocalCluster
@@ -218,6 +219,14 @@ def test_help_of_every_command_shows_an_example_and_the_exit_codes(
     assert "examples:\n  headless-resolver " in text
     for code, _ in cli.EXIT_CODES:
         assert f"\n  {code} " in text
+
+
+def test_version_is_the_packages(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"headless-resolver {headless_resolver.__version__}\n"
 
 
 def test_demo_refuses_too_few_pods(capsys: pytest.CaptureFixture[str]) -> None:
