@@ -20,6 +20,7 @@ import headless_resolver
 from headless_resolver import cli
 from headless_resolver._demo import ClientTally, DemoReport, ProgressDisplay
 from headless_resolver.testing import LocalCluster
+from tests.loopback import needs_ipv6_loopback
 
 COMMAND = Path(sys.executable).with_name("headless-resolver")
 FQDN = "web.default.svc.cluster.local"
@@ -166,6 +167,7 @@ def test_a_bad_port_is_a_usage_error_that_names_the_port(
     assert "invalid name" not in err
 
 
+@needs_ipv6_loopback
 async def test_an_ipv6_nameserver_is_written_in_brackets() -> None:
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sink:
         sink.bind(("::1", 0))
