@@ -134,7 +134,11 @@ class _Name(Entry):
 
     def notify_watchers(self) -> None:
         changed, self.changed = self.changed, asyncio.Event()
-        changed.set()
+        if self.loop is None or self.loop is asyncio.get_running_loop():
+            changed.set()
+        else:  # refreshed from another thread's loop: wake the watchers on their own
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
+                self.loop.call_soon_threadsafe(changed.set)
 
 
 class HeadlessResolver:
