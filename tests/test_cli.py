@@ -315,6 +315,7 @@ async def test_watch_json_prints_one_object_per_change(cluster: LocalCluster) ->
     assert code == cli.EXIT_OK
 
 
+@pytest.mark.slow
 async def test_ctrl_c_stops_the_demo_with_exit_130_and_no_traceback() -> None:
     async with running("demo", "--seconds", "30", "--pods", "3") as process:
         assert process.stderr is not None

@@ -434,6 +434,7 @@ def check_answer(
         assert outcome.ttl == sent_ttl, where
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_backend_survives_hostile_answers(runner: asyncio.Runner, kind: BackendKind) -> None:
     async def run_batch(server: HostileDns, plans: list[Plan]) -> None:
@@ -496,6 +497,7 @@ def check_cache(plan: Plan, cached: EndpointSet | None, kind: BackendKind) -> No
         assert found == addresses_of(plan.index), f"{plan}: {cached!r}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_resolver_caches_nothing_under_the_wrong_name(
     runner: asyncio.Runner, kind: BackendKind
