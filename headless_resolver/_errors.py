@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 FailureReason = Literal[
     "RCODE", "TIMEOUT", "NETWORK", "MALFORMED", "TRUNCATED", "CANCELLED", "BACKEND"
@@ -20,6 +20,17 @@ class HeadlessResolverError(Exception):
     def __init__(self, message: str, *, name: str | None = None) -> None:
         super().__init__(message)
         self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only attributes survive pickling (multiprocessing, concurrent.futures):
+        # the default would call the class with the message alone.
+        return _rebuild, (type(self), self.args), self.__dict__
+
+
+def _rebuild(cls: type[HeadlessResolverError], args: tuple[Any, ...]) -> HeadlessResolverError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    return error
 
 
 class InvalidArgument(HeadlessResolverError, ValueError):

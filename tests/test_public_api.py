@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import pickle
 
 import headless_resolver
 import headless_resolver.testing
@@ -97,3 +98,19 @@ def test_parse_returns_an_exported_type() -> None:
         "web-0.web.shop.svc.cluster.local.",
         "web-0.web.svc.cluster.local.",
     ]
+
+
+def test_errors_keep_their_attributes_through_pickle() -> None:
+    failed = headless_resolver.ResolutionError(
+        "web: SERVFAIL", name="web.default.svc.cluster.local.", reason="RCODE", rcode="SERVFAIL"
+    )
+    copy = pickle.loads(pickle.dumps(failed))
+    assert (type(copy), str(copy), copy.name, copy.reason, copy.rcode) == (
+        headless_resolver.ResolutionError,
+        "web: SERVFAIL",
+        "web.default.svc.cluster.local.",
+        "RCODE",
+        "SERVFAIL",
+    )
+    closed = pickle.loads(pickle.dumps(headless_resolver.ResolverClosed("closed", name="web")))
+    assert (type(closed), closed.name) == (headless_resolver.ResolverClosed, "web")
