@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
+from headless_resolver._dns import DnsAnswer, DnsBackend, RecordType, SrvRecord
 from headless_resolver._endpoints import Endpoint, EndpointSet
 from headless_resolver._errors import (
     FailureReason,
@@ -39,6 +40,8 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "DnsAnswer",
+    "DnsBackend",
     "Endpoint",
     "EndpointSet",
     "FailureReason",
@@ -53,12 +56,14 @@ __all__ = [
     "NoEndpointsAvailable",
     "PassiveHealth",
     "PortRef",
+    "RecordType",
     "ResolutionError",
     "ResolverClosed",
     "ResolverStats",
     "RoundRobin",
     "ServiceName",
     "ServiceNotFound",
+    "SrvRecord",
     "Sticky",
     "Strategy",
     "SyncHeadlessTransport",

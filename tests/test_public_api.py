@@ -6,13 +6,25 @@ import importlib.metadata
 import inspect
 import pickle
 
+import pytest
+
 import headless_resolver
 import headless_resolver.testing
-from headless_resolver import HeadlessResolverError
+from headless_resolver import (
+    DnsAnswer,
+    DnsBackend,
+    HeadlessResolver,
+    HeadlessResolverError,
+    RecordType,
+    ServiceNotFound,
+    SrvRecord,
+)
 
 
 def test_the_package_exports_exactly_these_names() -> None:
     assert sorted(headless_resolver.__all__) == [
+        "DnsAnswer",
+        "DnsBackend",
         "Endpoint",
         "EndpointSet",
         "FailureReason",
@@ -27,12 +39,14 @@ def test_the_package_exports_exactly_these_names() -> None:
         "NoEndpointsAvailable",
         "PassiveHealth",
         "PortRef",
+        "RecordType",
         "ResolutionError",
         "ResolverClosed",
         "ResolverStats",
         "RoundRobin",
         "ServiceName",
         "ServiceNotFound",
+        "SrvRecord",
         "Sticky",
         "Strategy",
         "SyncHeadlessTransport",
@@ -114,3 +128,49 @@ def test_errors_keep_their_attributes_through_pickle() -> None:
     )
     closed = pickle.loads(pickle.dumps(headless_resolver.ResolverClosed("closed", name="web")))
     assert (type(closed), closed.name) == (headless_resolver.ResolverClosed, "web")
+
+
+class AnswersFromATable:
+    """A backend written against the exported protocol: answers from a dict, as a user's
+    stand-in for DNS might."""
+
+    def __init__(self, answers: dict[tuple[str, RecordType], DnsAnswer]) -> None:
+        self.answers = answers
+        self.asked: list[tuple[str, RecordType]] = []
+
+    async def query(self, name: str, rdtype: RecordType) -> DnsAnswer:
+        self.asked.append((name, rdtype))
+        return self.answers.get((name, rdtype), DnsAnswer(name, rdtype, "NXDOMAIN"))
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_backend_of_ones_own_serves_the_resolver() -> None:
+    fqdn = "web.shop.svc.cluster.local."
+    srv = f"_http._tcp.{fqdn}"
+    pod = f"web-0.{fqdn}"
+    backend = AnswersFromATable(
+        {
+            (fqdn, "A"): DnsAnswer(fqdn, "A", "NOERROR", ("10.0.0.1", "10.0.0.2"), ttl=5),
+            (srv, "SRV"): DnsAnswer(
+                srv,
+                "SRV",
+                "NOERROR",
+                srv=(SrvRecord(0, 50, 8080, pod),),
+                glue={pod: ("10.0.0.1",)},
+                ttl=5,
+            ),
+        }
+    )
+    assert isinstance(backend, DnsBackend)
+    async with HeadlessResolver(
+        backend=backend, namespace="shop", cluster_domain="cluster.local"
+    ) as resolver:
+        assert {e.ip for e in await resolver.resolve("web")} == {"10.0.0.1", "10.0.0.2"}
+        assert [(e.ip, e.port, e.hostname) for e in await resolver.resolve("web", port="http")] == [
+            ("10.0.0.1", 8080, "web-0")
+        ]
+        with pytest.raises(ServiceNotFound):
+            await resolver.resolve("nosuch")
+    assert (fqdn, "AAAA") in backend.asked

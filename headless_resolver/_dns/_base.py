@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, get_args
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 from headless_resolver._errors import InvalidArgument, InvalidServiceName
 
@@ -107,6 +107,7 @@ def server_text(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+@runtime_checkable
 class DnsBackend(Protocol):
     """Sends one query for an absolute name and type; never searches, never caches."""
 
