@@ -17,9 +17,9 @@ from aiohttp.resolver import DefaultResolver
 
 from headless_resolver._endpoints import Endpoint
 from headless_resolver._errors import HeadlessResolverError, InvalidServiceName
+from headless_resolver._hosts import HostMatch, host_matcher, port_rules
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import RoundRobin, Strategy
-from headless_resolver._transports._routing import HostMatch, host_matcher, port_rules
 
 _FAMILIES: dict[int, Callable[[Endpoint], bool]] = {
     socket.AF_INET: lambda e: not e.is_ipv6,

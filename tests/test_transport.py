@@ -22,7 +22,8 @@ from headless_resolver import (
     ServiceNotFound,
     Sticky,
 )
-from headless_resolver._transports._routing import pod_url, shard_limits
+from headless_resolver._transports._pools import shard_limits
+from headless_resolver._transports._routes import pod_url
 from headless_resolver.testing import LocalCluster, PodServer
 from tests.clocks import FakeClock
 from tests.waiting import eventually

@@ -31,6 +31,7 @@ from headless_resolver._strategies._base import (
     identity_order,
 )
 from headless_resolver._strategies._round_robin import RoundRobin
+from headless_resolver._verdict import Verdict
 
 RING_POINTS_PER_ENDPOINT = 16
 PROBES = 21
@@ -203,7 +204,7 @@ class Sticky(BaseStrategy[_Ring]):
         return endpoint
 
     def observe(
-        self, endpoint: Endpoint, latency_s: float, ok: bool, *, status: int | None = None
+        self, endpoint: Endpoint, latency_s: float, ok: bool | Verdict, *, status: int | None = None
     ) -> None:
         self.fallback.observe(endpoint, latency_s, ok, status=status)
         self._unload(endpoint)
