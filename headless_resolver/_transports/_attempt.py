@@ -184,7 +184,7 @@ class Exchange(Generic[T]):
         if verdict.about_the_pod and self._verdict is not verdict:
             self._verdict = verdict
             pod = self._endpoint.netloc(attempts._route.default_port)
-            exc.add_note(f"pod {pod} ({attempts._route.host}): {verdict.value} reading the body")
+            exc.add_note(f"while reading the response body from pod {pod} ({attempts._route.host})")
 
     def closed(self) -> Sequence[T]:
         """The body is closed: tell the strategy; returns pod transports the caller must close."""

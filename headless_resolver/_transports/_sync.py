@@ -25,7 +25,8 @@ class _LoopThread:
     """One background thread running the event loop a resolver lives on, for its users.
 
     Every sync transport given the same resolver uses the same thread, so the resolver stays
-    on one loop; the thread stops when its last user closes.
+    on one loop. The thread stops when its last user closes, after cancelling what still
+    runs on its loop (the resolver's refreshes): the loop is the thread's, the resolver not.
     """
 
     _lock = threading.Lock()
@@ -69,9 +70,20 @@ class _LoopThread:
             for resolver, thread in list(self._by_resolver.items()):
                 if thread is self:
                     del self._by_resolver[resolver]
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        try:
+            self.run(_cancel_pending())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+async def _cancel_pending() -> None:
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 async def _new_resolver() -> HeadlessResolver:
