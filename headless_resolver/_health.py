@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from headless_resolver._endpoints import Endpoint
+from headless_resolver._endpoints import Endpoint, member_diff
 from headless_resolver._verdict import DEFAULT_FAILURE_STATUSES, Verdict
 
 
@@ -115,7 +115,8 @@ class PassiveHealth:
             self._groups[name] = members
             for endpoint in members:
                 self._group_of[endpoint] = name
-            for endpoint in previous - members:
+            _, gone = member_diff(previous, members)
+            for endpoint in gone:
                 home = next((n for n, g in self._groups.items() if endpoint in g), None)
                 if home is not None:
                     self._group_of[endpoint] = home

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from headless_resolver._endpoints import Endpoint, EndpointSet
+from headless_resolver._endpoints import Endpoint, EndpointSet, member_diff
 from headless_resolver._errors import NoEndpointsAvailable
 from headless_resolver._health import PassiveHealth
 from headless_resolver._verdict import Verdict
@@ -232,7 +232,7 @@ class BaseStrategy(Generic[TableT]):
             self._tables[name] = table
             self.health.track(name, table.members)
             if previous is not None:
-                gone = previous.members - table.members
+                _, gone = member_diff(previous.members, table.members)
                 for other in self._tables.values():
                     if gone and other is not table:
                         gone -= other.members

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Sequence
 from fractions import Fraction
 from typing import Any
 
-from headless_resolver._endpoints import Endpoint
+from headless_resolver._endpoints import Endpoint, member_diff
 from headless_resolver._health import PassiveHealth
 from headless_resolver._strategies._base import (
     Accept,
@@ -243,11 +243,11 @@ class Sticky(BaseStrategy[_Ring]):
         loads = self._loads
         if previous is not None:
             ring.total = total = previous.total
-            for endpoint in previous.members - ring.members:
+            joined, left = member_diff(previous.members, ring.members)
+            for endpoint in left:
                 load = loads.get(endpoint)
                 if load is not None:
                     load.totals = tuple(other for other in load.totals if other is not total)
-            joined = ring.members - previous.members
         else:
             total, joined = ring.total, ring.members
         for endpoint in joined:
