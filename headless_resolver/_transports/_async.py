@@ -16,31 +16,58 @@ from headless_resolver._transports._base import BaseHeadlessTransport
 class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.AsyncBaseTransport):
     """Send requests for cluster services straight to a pod picked by ``strategy``.
 
-    Use it as ``httpx.AsyncClient(transport=HeadlessTransport(...))``. Hosts that match (names
-    under the cluster domain, hosts listed in ``match`` or ``ports``) are resolved (a cache hit
-    on the hot path), a pod is picked, and a new request goes to the pod's IP while the URL,
-    ``Host`` header and TLS server name stay the service's, so certificates are verified
-    against the service name. Other hosts pass through to a plain ``httpx.AsyncHTTPTransport``.
+    Use it as ``httpx.AsyncClient(transport=HeadlessTransport(...))``. Hosts that match are
+    resolved (a cache hit on the hot path), a pod is picked, and a new request goes to the
+    pod's IP while the URL, ``Host`` header and TLS server name stay the service's, so
+    certificates are verified against the service name. Other hosts pass through to a plain
+    ``httpx.AsyncHTTPTransport``. Per-pod names (``web-0.web.default.svc.cluster.local``) go
+    to that pod only.
 
-    Ports: a URL with an explicit port uses it. ``ports={"web": "http"}`` takes the port of
-    ``http://web/`` from the SRV record of the named port ``_http._tcp``; with
-    ``srv_from_scheme=True`` every routed URL without a port takes it from ``_<scheme>._tcp``.
-    Per-pod names (``web-0.web.default.svc.cluster.local``) go to that pod only.
+    Parameters:
+        resolver: shared by the clients that should share its cache; when omitted, one is
+            made (nameservers from ``/etc/resolv.conf``) and closed with the transport. A
+            resolver passed in is never closed here: it is its owner's.
+        strategy: picks the pod (default ``RoundRobin()``); hears every attempt's verdict.
+        match: extra hosts to route, as names or a predicate. Always routed: names under the
+            cluster domain, names ending in ``.svc`` (``web.default.svc``), hosts in ``ports``.
+        ports: ``{"web": "http"}`` takes the port of ``http://web/`` from the SRV record of
+            the named port ``_http._tcp``. A rule applies to the host exactly as written
+            (``web``, not ``web.default.svc``): give each spelling the client uses.
+        srv_from_scheme: every routed URL without a port takes it from ``_<scheme>._tcp``.
+        retries: extra attempts on other pods (below).
+        failure_statuses: statuses that count against a pod (default: those of
+            ``strategy.health``, 502/503/504); the response is still returned.
+        verify, cert, trust_env, http1, http2, limits, local_address, socket_options,
+            connect_retries: httpx's options (``connect_retries`` is httpx's ``retries``),
+            applied to every pod's pool; ``limits`` are per pod. ``http2=True`` needs
+            ``h2`` (``pip install httpx[http2]``), or raises ``ImportError`` at once.
+        proxy, uds: only for hosts passed through (below).
+
+    What counts against a pod is judged once per attempt (``Verdict``) and acted on by the
+    strategy and its health alike: a refused or reset connection, and a response body cut
+    short, eject the pod at once (``consecutive_connect_failures``); a status in
+    ``failure_statuses`` and a timeout after sending (read or write) count in a row
+    (``consecutive_status_failures``). The client's own doing counts for nothing: its pool
+    limit (``httpx.PoolTimeout``), a request it could not encode, a cancellation. The
+    strategy hears the latency to the headers and the verdict when the body is closed.
 
     Retries: a request that never reached a pod (refused, reset while connecting, connect or
     pool timeout) is tried again on another pod, whatever its method; one that may have been
-    sent is retried only when idempotent with an in-memory body. Never the same pod twice;
-    at most ``retries`` extra attempts. The latency to the response headers and the outcome
-    go to ``strategy.observe()`` and so to its health: connection errors and statuses in
-    ``failure_statuses`` (default: those of ``strategy.health``, 502/503/504) are failures.
-    Statuses are never retried: the response is the caller's to see.
+    sent (reset, or timed out after sending) only when idempotent with an in-memory body, so
+    a sent POST is never resent. Never the same pod twice; at most ``retries`` extra
+    attempts, each with the client's full timeouts: bound the whole request with a deadline
+    of your own (``asyncio.timeout``), whose cancellation counts against no pod. Statuses
+    and bodies cut short are never retried: the caller has the response already. The error
+    the caller sees is httpx's own, with a note naming the pods tried (``ip:port``), or the
+    pod whose body was cut short.
 
-    The httpx options (``verify``, ``cert``, ``http1``, ``http2``, ``limits``,
-    ``local_address``, ``socket_options``, ``connect_retries`` = httpx's ``retries``) apply
-    to every pod pool; ``limits`` are per pod. Over HTTP/1.1 a pod's pool is split into
-    httpcore pools of at most 8 kept-alive connections each (their limits add up to
-    ``limits``), because httpcore's bookkeeping costs every request time in proportion to
-    the connections of its pool.
+    Errors that are not httpx's: ``InvalidServiceName`` (also a ``ValueError``) for a URL
+    whose host cannot be a service name, and whatever a ``Sticky`` key callable raises.
+    Resolution failures are ``httpx.ConnectError`` with the resolver's error as the cause.
+
+    Over HTTP/1.1 a pod's pool is split into httpcore pools of at most 8 kept-alive
+    connections each (their limits add up to ``limits``), because httpcore's bookkeeping
+    costs every request time in proportion to the connections of its pool.
 
     Proxies: pods are always reached directly. A forward proxy would resolve the service name
     itself (one pod, or none from outside the cluster), and httpcore's HTTP proxy ignores the

@@ -97,11 +97,14 @@ class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.Ba
     The caller's threads need no event loop: the resolver runs on a background thread, one
     per resolver, shared by every sync transport given that resolver. A request whose
     endpoint set is cached (``resolver.peek()``) never leaves the caller's thread; a miss
-    waits for the resolver thread, at most ``resolve_timeout`` seconds. One client may be
-    shared by many threads (the strategies are thread-safe, the pool bookkeeping is
-    locked). ``close()`` closes what this transport made: its pools, and the resolver only
-    if it made it (a resolver passed in stays open for the other clients sharing it); the
-    thread stops with its last user. Every other option (matching, ports, retries,
+    waits for the resolver thread, at most ``resolve_timeout`` seconds, then fails with
+    ``httpx.ConnectTimeout``. One client may be shared by many threads (the strategies are
+    thread-safe, the pool bookkeeping is locked).
+
+    ``close()`` closes what this transport made: its pools, and the resolver if it made it.
+    A resolver passed in stays open for the other clients sharing it; the thread it runs on
+    stops with its last transport, and its owner may then close it
+    (``asyncio.run(resolver.aclose())``). Every other parameter (matching, ports, retries,
     failure judgement, proxies, httpx options) is as documented on ``HeadlessTransport``.
     """
 
