@@ -60,8 +60,8 @@ def transport(cluster: ClusterThread, **kwargs: Any) -> SyncHeadlessTransport:
     return SyncHeadlessTransport(HeadlessResolver([cluster.cluster.nameserver]), **kwargs)
 
 
-def client(transport: SyncHeadlessTransport) -> httpx.Client:
-    return httpx.Client(transport=transport, trust_env=False, timeout=5.0)
+def client(transport: SyncHeadlessTransport, timeout: httpx.Timeout | float = 5.0) -> httpx.Client:
+    return httpx.Client(transport=transport, trust_env=False, timeout=timeout)
 
 
 def test_a_client_shared_by_8_threads_spreads_evenly(cluster: ClusterThread) -> None:
@@ -192,9 +192,8 @@ def test_the_clients_own_pool_limit_ejects_no_pod(cluster: ClusterThread) -> Non
         pod.latency = 0.5
     strategy = RoundRobin()
     limits = httpx.Limits(max_connections=1)
-    timeout = httpx.Timeout(5.0, pool=0.05)
     sync_transport = transport(cluster, strategy=strategy, limits=limits)
-    with httpx.Client(transport=sync_transport, trust_env=False, timeout=timeout) as http:
+    with client(sync_transport, httpx.Timeout(5.0, pool=0.05)) as http:
 
         def get(_: int) -> httpx.Response | httpx.TransportError:
             try:
@@ -220,9 +219,8 @@ def test_a_read_timeout_counts_in_a_row_and_an_idempotent_request_moves_on(
     pods = cluster.run(cluster.cluster.add_service("web", pods=3))
     pods[0].latency = 2.0
     strategy = RoundRobin()
-    timeout = httpx.Timeout(5.0, read=0.2)
     sync_transport = transport(cluster, strategy=strategy)
-    with httpx.Client(transport=sync_transport, trust_env=False, timeout=timeout) as http:
+    with client(sync_transport, httpx.Timeout(5.0, read=0.2)) as http:
         statuses = [http.get(URL).status_code for _ in range(24)]
     assert statuses == [200] * 24
     assert pods[0].requests == 5

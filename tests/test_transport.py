@@ -44,9 +44,14 @@ async def resolver(cluster: LocalCluster, clock: FakeClock) -> AsyncIterator[Hea
         yield resolver
 
 
-def client(transport: HeadlessTransport, *, follow_redirects: bool = False) -> httpx.AsyncClient:
+def client(
+    transport: HeadlessTransport,
+    *,
+    follow_redirects: bool = False,
+    timeout: httpx.Timeout | float = 5.0,
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        transport=transport, trust_env=False, timeout=5.0, follow_redirects=follow_redirects
+        transport=transport, trust_env=False, timeout=timeout, follow_redirects=follow_redirects
     )
 
 
@@ -558,8 +563,7 @@ async def test_the_clients_own_pool_limit_ejects_no_pod(
         pod.latency = 0.5
     strategy = RoundRobin()
     transport = HeadlessTransport(resolver, strategy, limits=httpx.Limits(max_connections=1))
-    timeout = httpx.Timeout(5.0, pool=0.05)
-    async with httpx.AsyncClient(transport=transport, trust_env=False, timeout=timeout) as http:
+    async with client(transport, timeout=httpx.Timeout(5.0, pool=0.05)) as http:
         outcomes = await asyncio.gather(*(http.get(URL) for _ in range(6)), return_exceptions=True)
         assert sum(isinstance(o, httpx.PoolTimeout) for o in outcomes) == 3
         assert strategy.health.ejected() == frozenset()
@@ -577,9 +581,8 @@ async def test_a_read_timeout_counts_in_a_row_and_an_idempotent_request_moves_on
     pods = await cluster.add_service("web", pods=3)
     pods[0].latency = 2.0
     strategy = RoundRobin()
-    timeout = httpx.Timeout(5.0, read=0.2)
     transport = HeadlessTransport(resolver, strategy)
-    async with httpx.AsyncClient(transport=transport, trust_env=False, timeout=timeout) as http:
+    async with client(transport, timeout=httpx.Timeout(5.0, read=0.2)) as http:
         statuses = [(await http.get(URL)).status_code for _ in range(24)]
     assert statuses == [200] * 24  # each GET the slow pod timed out went to another pod
     assert pods[0].requests == 5  # consecutive_status_failures timeouts, then ejected
@@ -593,9 +596,8 @@ async def test_a_post_that_timed_out_is_not_resent_and_the_pod_not_ejected(
     for pod in pods:
         pod.latency = 2.0
     strategy = RoundRobin()
-    timeout = httpx.Timeout(5.0, read=0.2)
     transport = HeadlessTransport(resolver, strategy)
-    async with httpx.AsyncClient(transport=transport, trust_env=False, timeout=timeout) as http:
+    async with client(transport, timeout=httpx.Timeout(5.0, read=0.2)) as http:
         with pytest.raises(httpx.ReadTimeout) as timed_out:
             await http.post(URL, content=b"order")
     [first] = [pod for pod in pods if pod.requests]
