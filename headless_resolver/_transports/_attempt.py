@@ -12,7 +12,10 @@ or pool timeout) is tried again on another pod whatever its method; one that may
 sent (reset, closed or timed out after sending) only when idempotent with an in-memory body.
 Never the same pod twice, at most ``retries`` extra attempts. Statuses are never retried:
 the response is the caller's to see; neither is a body cut short: the caller has the
-response already.
+response already. Whether a retry is safe (was the request sent?) is a question about the
+request, apart from the verdict (what the outcome says about the pod): a reset before the
+answer is a connection failure either way, but only one that never sent may be replayed
+whatever the method.
 """
 
 from __future__ import annotations
@@ -113,12 +116,13 @@ class Attempts(Generic[T]):
         self.tried.append(endpoint)
         self._endpoint = endpoint
         try:
+            request = pod_request(self._request, self._route, endpoint)
             shard = self._rules.pools.checkout(self._route, endpoint)
         except BaseException:
             strategy.release(endpoint)
             raise
         self._started = time.perf_counter()
-        return shard, pod_request(self._request, self._route, endpoint)
+        return shard, request
 
     def failed(self, exc: BaseException) -> None:
         """The attempt ended with ``exc`` (its shard checked in): raises it unless a retry is due.
@@ -139,7 +143,7 @@ class Attempts(Generic[T]):
         response.request = self._request
         latency = time.perf_counter() - self._started
         verdict = self._rules.judge.answer(response.status_code)
-        return Exchange(self, self._endpoint, shard, latency, verdict)
+        return Exchange(self._rules, self._route, self._endpoint, shard, latency, verdict)
 
     def _end(self, endpoint: Endpoint, verdict: Verdict) -> None:
         strategy = self._rules.strategy
@@ -161,17 +165,19 @@ class Exchange(Generic[T]):
     unless reading the body failed, which is then the verdict (``body_failed``).
     """
 
-    __slots__ = ("_attempts", "_endpoint", "_latency", "_shard", "_verdict")
+    __slots__ = ("_endpoint", "_latency", "_route", "_rules", "_shard", "_verdict")
 
     def __init__(
         self,
-        attempts: Attempts[T],
+        rules: AttemptRules[T],
+        route: Route,
         endpoint: Endpoint,
         shard: PoolShard[T],
         latency: float,
         verdict: Verdict,
     ) -> None:
-        self._attempts = attempts
+        self._rules = rules
+        self._route = route
         self._endpoint = endpoint
         self._shard: PoolShard[T] | None = shard
         self._latency = latency
@@ -179,21 +185,19 @@ class Exchange(Generic[T]):
 
     def body_failed(self, exc: BaseException) -> None:
         """Reading the body ended with ``exc``: judge it, and name the pod on the error."""
-        attempts = self._attempts
-        verdict = attempts._rules.judge.body_error(exc)
-        if verdict.about_the_pod and self._verdict is not verdict:
+        verdict = self._rules.judge.body_error(exc)
+        if verdict.about_the_pod:
             self._verdict = verdict
-            pod = self._endpoint.netloc(attempts._route.default_port)
-            exc.add_note(f"while reading the response body from pod {pod} ({attempts._route.host})")
+            pod = self._endpoint.netloc(self._route.default_port)
+            exc.add_note(f"while reading the response body from pod {pod} ({self._route.host})")
 
     def closed(self) -> Sequence[T]:
         """The body is closed: tell the strategy; returns pod transports the caller must close."""
         shard, self._shard = self._shard, None
         if shard is None:
             return ()
-        rules = self._attempts._rules
-        rules.strategy.observe(self._endpoint, self._latency, self._verdict)
-        return rules.pools.checkin(shard)
+        self._rules.strategy.observe(self._endpoint, self._latency, self._verdict)
+        return self._rules.pools.checkin(shard)
 
 
 class PodBody(Generic[S, T]):
