@@ -20,6 +20,7 @@ from headless_resolver._names import NameLookup, PortRef, ServiceName
 from headless_resolver._resolver import HeadlessResolver, ResolverStats
 from headless_resolver._strategies import LeastLatency, RoundRobin, Sticky, Strategy
 from headless_resolver._transports import HeadlessTransport, SyncHeadlessTransport
+from headless_resolver._verdict import Verdict
 
 if TYPE_CHECKING:
     from headless_resolver._aiohttp import HeadlessAiohttpResolver
@@ -67,4 +68,5 @@ __all__ = [
     "Sticky",
     "Strategy",
     "SyncHeadlessTransport",
+    "Verdict",
 ]

@@ -10,10 +10,9 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from headless_resolver._endpoints import Endpoint
+from headless_resolver._endpoints import Endpoint, member_diff
 from headless_resolver._errors import InvalidArgument
-
-DEFAULT_FAILURE_STATUSES = frozenset({502, 503, 504})
+from headless_resolver._verdict import DEFAULT_FAILURE_STATUSES, Verdict
 
 
 @dataclass(slots=True)
@@ -29,9 +28,11 @@ class _Record:
 class PassiveHealth:
     """Ejects an endpoint after consecutive failures, for ``base_ejection`` x times ejected.
 
-    A refused or reset connection (``ok=False, status=None``) counts towards
-    ``consecutive_connect_failures``; an answer whose status is in ``failure_statuses``
-    towards ``consecutive_status_failures``; a success resets both. The ejection time grows with
+    Health counts ``Verdict``s, judged once by the transport (``Judge``): a refused or reset
+    connection, or a body cut short, counts towards ``consecutive_connect_failures``; a
+    failing status or a timeout towards ``consecutive_status_failures``; a success resets
+    both; what was not the pod's doing counts for nothing. ``failure_statuses`` are the
+    statuses transports judge failing when not given their own. The ejection time grows with
     each ejection, capped at ``max_ejection``, and shrinks by one step per ``base_ejection``
     spent healthy. At most ``max_ejection_percent`` of a set is ejected at once (at least one
     ejection is always allowed, and at least one endpoint is always kept). When every endpoint
@@ -125,7 +126,8 @@ class PassiveHealth:
             self._groups[name] = members
             for endpoint in members:
                 self._group_of[endpoint] = name
-            for endpoint in previous - members:
+            _, gone = member_diff(previous, members)
+            for endpoint in gone:
                 home = next((n for n, g in self._groups.items() if endpoint in g), None)
                 if home is not None:
                     self._group_of[endpoint] = home
@@ -134,13 +136,14 @@ class PassiveHealth:
                 self._records.pop(endpoint, None)
                 self._ejected_until.pop(endpoint, None)
 
-    def record(self, endpoint: Endpoint, ok: bool, *, status: int | None = None) -> None:
-        """Counts one outcome: success, connection failure, or failing status."""
-        if status is not None and status in self.failure_statuses:
-            self._count_failure(endpoint, connect=False)
-        elif not ok and status is None:
+    def record(self, endpoint: Endpoint, verdict: Verdict) -> None:
+        """Counts one attempt's verdict."""
+        if verdict.broke_connection:
             self._count_failure(endpoint, connect=True)
-        elif ok and endpoint in self._records:
+        elif not verdict:
+            if verdict.about_the_pod:
+                self._count_failure(endpoint, connect=False)
+        elif endpoint in self._records:
             with self._lock:
                 record = self._records.get(endpoint)
                 if record is not None:

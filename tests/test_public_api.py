@@ -50,6 +50,7 @@ def test_the_package_exports_exactly_these_names() -> None:
         "Sticky",
         "Strategy",
         "SyncHeadlessTransport",
+        "Verdict",
     ]
     for name in headless_resolver.__all__:
         assert getattr(headless_resolver, name) is not None

@@ -1,97 +1,133 @@
-"""BaseHeadlessTransport: what the async and sync transports do around their I/O, once.
+"""BaseHeadlessTransport: the options and parts the async and sync transports share.
 
-As httpx's ``BaseClient`` under ``Client`` and ``AsyncClient``: the options, the routing table
-and pools, the pick and what the strategy hears, when to retry and which errors callers see.
-Each twin adds only how it waits: by awaiting, or by blocking on its loop thread.
+As httpx's ``BaseClient`` under ``Client`` and ``AsyncClient``: the options (one signature),
+the route table, the per-pod pools, the judge and strategy every attempt reports to. Each
+twin adds only its I/O: how it sends to a pod, closes a pod transport, and waits for DNS.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.util
 import ssl
-import time
-from collections.abc import Callable, Collection, Iterable, Mapping
-from contextlib import AbstractContextManager
-from typing import Generic, TypeVar
+import threading
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, ClassVar, Generic, TypedDict, TypeVar
 
 import httpx
 from httpx._types import CertTypes, ProxyTypes
-from tenacity import BaseRetrying, retry_if_exception, stop_after_attempt
 
-from headless_resolver._endpoints import Endpoint, EndpointSet
+from headless_resolver._hosts import HostMatch, host_matcher, port_rules
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import RoundRobin, Strategy
-from headless_resolver._transports._routing import (
-    Attempts,
-    HostMatch,
-    Router,
-    SocketOption,
-    host_matcher,
-    port_rules,
-    retryable,
-    shard_limits,
-)
+from headless_resolver._transports._attempt import AttemptRules
+from headless_resolver._transports._pools import DEFAULT_LIMITS, PodPools, shard_limits
+from headless_resolver._transports._routes import PoolKey, Routes
+from headless_resolver._verdict import Judge
 
 T = TypeVar("T")
-R = TypeVar("R", bound=BaseRetrying)
+
+SocketOption = (
+    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+)
+
+
+class TransportOptions(TypedDict, total=False):
+    """The keyword options of ``BaseHeadlessTransport``, for a twin that adds its own."""
+
+    match: HostMatch | None
+    ports: Mapping[str, str] | None
+    srv_from_scheme: bool
+    retries: int
+    failure_statuses: Collection[int] | None
+    verify: ssl.SSLContext | str | bool
+    cert: CertTypes | None
+    trust_env: bool
+    http1: bool
+    http2: bool
+    limits: httpx.Limits
+    proxy: ProxyTypes | None
+    uds: str | None
+    local_address: str | None
+    connect_retries: int
+    socket_options: Iterable[SocketOption] | None
+
+
+def require_h2() -> None:
+    """``http2=True`` needs the ``h2`` package: say so at once, as ``httpx.Client`` does."""
+    if importlib.util.find_spec("h2") is None:
+        raise ImportError(
+            "Using http2=True, but the 'h2' package is not installed. "
+            "Make sure to install httpx using `pip install httpx[http2]`."
+        )
 
 
 class BaseHeadlessTransport(Generic[T]):
-    """Options, routing and the strategy's view of each attempt, for pod transports of type T."""
+    """Options, routes, pools and the attempt rules, for pod transports of type T."""
+
+    _threaded: ClassVar[bool] = False
+    """Whether requests come from many threads at once (the bookkeeping then takes a lock)."""
 
     def __init__(
         self,
-        resolver: HeadlessResolver | None,
-        strategy: Strategy | None,
+        resolver: HeadlessResolver | None = None,
+        strategy: Strategy | None = None,
         *,
-        pod_transport: Callable[..., T],
-        lock: AbstractContextManager[object],
-        match: HostMatch | None,
-        ports: Mapping[str, str] | None,
-        srv_from_scheme: bool,
-        retries: int,
-        failure_statuses: Collection[int] | None,
-        verify: ssl.SSLContext | str | bool,
-        cert: CertTypes | None,
-        trust_env: bool,
-        http1: bool,
-        http2: bool,
-        limits: httpx.Limits,
-        proxy: ProxyTypes | None,
-        uds: str | None,
-        local_address: str | None,
-        connect_retries: int,
-        socket_options: Iterable[SocketOption] | None,
+        match: HostMatch | None = None,
+        ports: Mapping[str, str] | None = None,
+        srv_from_scheme: bool = False,
+        retries: int = 2,
+        failure_statuses: Collection[int] | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        proxy: ProxyTypes | None = None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        connect_retries: int = 0,
+        socket_options: Iterable[SocketOption] | None = None,
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries: {retries!r} must be >= 0")
-        self._resolver = self._open_resolver(resolver)
+        if http2:
+            require_h2()
         self._strategy: Strategy = RoundRobin() if strategy is None else strategy
-        self._retries = retries
-        self._failure_statuses = frozenset(
+        judge = Judge(
             self._strategy.health.failure_statuses if failure_statuses is None else failure_statuses
         )
-        rules = port_rules(ports)
         ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
-        socket_options = None if socket_options is None else list(socket_options)
         new_transport = functools.partial(
-            pod_transport,
+            self._new_pod_transport,
             verify=ssl_context,
             http1=http1,
             http2=http2,
             local_address=local_address,
             retries=connect_retries,
-            socket_options=socket_options,
+            socket_options=None if socket_options is None else list(socket_options),
         )
-        self._router: Router[T] = Router(
-            host_matcher(self._resolver, match, rules),
-            rules,
-            srv_from_scheme,
+        self._owns_resolver = resolver is None
+        self._resolver = self._open_resolver(resolver)
+        lock = threading.Lock() if self._threaded else contextlib.nullcontext()
+        rules = port_rules(ports)
+        self._routes = Routes(
+            host_matcher(self._resolver, match, rules), rules, srv_from_scheme, lock
+        )
+        self._pools: PodPools[T] = PodPools(
+            self._routes,
             lambda limits: new_transport(limits=limits),
             shard_limits(limits, http2=http2),
             lock,
         )
+        self._rules = AttemptRules(self._strategy, judge, self._pools, retries)
         self._passthrough: T = new_transport(limits=limits, proxy=proxy, uds=uds)
+
+    def _new_pod_transport(self, **options: Any) -> T:
+        """A transport to one pod (or the pass-through one), with httpx's transport options."""
+        raise NotImplementedError
 
     def _open_resolver(self, resolver: HeadlessResolver | None) -> HeadlessResolver:
         """The resolver to use: ``resolver``, or one the twin makes where it can close it."""
@@ -105,40 +141,11 @@ class BaseHeadlessTransport(Generic[T]):
     def strategy(self) -> Strategy:
         return self._strategy
 
-    def pools(self) -> list[tuple[str, int, str]]:
+    @property
+    def failure_statuses(self) -> frozenset[int]:
+        """The statuses this transport judges failing (they count against the pod)."""
+        return self._rules.judge.failure_statuses
+
+    def pools(self) -> list[PoolKey]:
         """``(pod IP, port, TLS name)`` of the open per-pod pools."""
-        return self._router.pool_keys()
-
-    def _will_retry(self, request: httpx.Request, exc: httpx.TransportError) -> bool:
-        """Whether the first attempt's error leaves a retry worth making."""
-        return self._retries != 0 and retryable(request, exc)
-
-    def _retrying(self, retrying: type[R], request: httpx.Request) -> R:
-        """The retry policy for ``request``: other pods, at most ``retries`` more attempts."""
-        return retrying(
-            stop=stop_after_attempt(self._retries),
-            retry=retry_if_exception(lambda exc: retryable(request, exc)),
-            reraise=True,
-        )
-
-    def _pick(self, request: httpx.Request, endpoints: EndpointSet, attempts: Attempts) -> Endpoint:
-        """The strategy's pod for this attempt, never one the request has tried."""
-        strategy = self._strategy
-        endpoint = strategy.pick(endpoints, strategy.key_for(request), exclude=attempts.tried)
-        attempts.tried.append(endpoint)
-        return endpoint
-
-    def _failed(
-        self, endpoint: Endpoint, started: float, exc: httpx.TransportError, attempts: Attempts
-    ) -> None:
-        self._strategy.observe(endpoint, time.perf_counter() - started, False)
-        attempts.last_error = exc
-
-    def _answered(
-        self, request: httpx.Request, endpoint: Endpoint, started: float, response: httpx.Response
-    ) -> None:
-        """Tell the strategy how the pod did; the response is the caller's request's."""
-        status = response.status_code
-        ok = status not in self._failure_statuses
-        self._strategy.observe(endpoint, time.perf_counter() - started, ok, status=status)
-        response.request = request
+        return self._pools.keys()
