@@ -202,6 +202,11 @@ class Entry:
         self.serve_until = self.refresh_at = now + ttl
         return changed
 
+    def expire(self) -> None:
+        """Stop serving the current answer as fresh (its source says it can no longer vouch
+        for it): from now on it is read as stale, or asked for again."""
+        self.serve_until = self.hot_until = NEVER
+
     def record_failure(self, error: ResolutionError, now: float) -> bool:
         """Remember a failed refresh; True when the last good set can still be served."""
         self.error = error
