@@ -14,7 +14,10 @@ class Endpoint:
 
     Identity (equality, hashing) is ``(ip, port, hostname)``: SRV ``priority`` and ``weight``
     change whenever the service scales (CoreDNS gives each of k pods weight 100 // k), and
-    strategies must not lose a pod's state because of that.
+    strategies must not lose a pod's state because of that. The same holds for what only the
+    Kubernetes API tells (``source="kubernetes"``): ``zone`` and ``node_name`` of the pod, and
+    ``terminating`` (the pod is draining: used only while no endpoint is ready, as kube-proxy
+    does). A pod that starts terminating is the same pod, whose set has changed.
     """
 
     ip: str
@@ -22,6 +25,9 @@ class Endpoint:
     hostname: str | None = None
     priority: int = field(default=0, compare=False)
     weight: int = field(default=0, compare=False)
+    zone: str | None = field(default=None, compare=False)
+    node_name: str | None = field(default=None, compare=False)
+    terminating: bool = field(default=False, compare=False)
 
     @property
     def is_ipv6(self) -> bool:
@@ -103,16 +109,15 @@ class EndpointSet(Sequence[Endpoint]):
     def same_members(self, other: EndpointSet | Iterable[Endpoint]) -> bool:
         """True when both hold the same endpoints, whatever the order.
 
-        SRV weight and priority are compared too: a change of weight is a change of the set.
+        The attributes outside identity are compared too: a change of SRV weight, or a pod
+        that starts terminating, is a change of the set.
         """
         theirs = other.endpoints if isinstance(other, EndpointSet) else tuple(other)
         if len(theirs) != len(self._endpoints):
             return False
         if self._members != frozenset(theirs):
             return False
-        return {e: (e.priority, e.weight) for e in self._endpoints} == {
-            e: (e.priority, e.weight) for e in theirs
-        }
+        return {e: _details(e) for e in self._endpoints} == {e: _details(e) for e in theirs}
 
     def diff(self, newer: EndpointSet) -> tuple[frozenset[Endpoint], frozenset[Endpoint]]:
         """``(added, removed)`` going from this set to ``newer``."""
@@ -134,3 +139,14 @@ class EndpointSet(Sequence[Endpoint]):
         clone.expires_at = self.expires_at if expires_at is None else expires_at
         clone.stale = self.stale if stale is None else stale
         return clone
+
+
+def _details(endpoint: Endpoint) -> tuple[int, int, str | None, str | None, bool]:
+    """What ``Endpoint`` equality leaves out."""
+    return (
+        endpoint.priority,
+        endpoint.weight,
+        endpoint.zone,
+        endpoint.node_name,
+        endpoint.terminating,
+    )
