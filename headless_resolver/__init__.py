@@ -11,7 +11,9 @@ from headless_resolver._errors import (
     ServiceNotFound,
 )
 from headless_resolver._health import PassiveHealth
+from headless_resolver._kubernetes._config import KubeConfig, KubeConfigError
 from headless_resolver._resolver import HeadlessResolver, ResolverStats
+from headless_resolver._sources import KubernetesSource, Source
 from headless_resolver._strategies import LeastLatency, RoundRobin, Sticky, Strategy
 from headless_resolver._transports import HeadlessTransport, SyncHeadlessTransport
 
@@ -36,6 +38,9 @@ __all__ = [
     "HeadlessResolverError",
     "HeadlessTransport",
     "InvalidServiceName",
+    "KubeConfig",
+    "KubeConfigError",
+    "KubernetesSource",
     "LeastLatency",
     "NoEndpointsAvailable",
     "PassiveHealth",
@@ -43,6 +48,7 @@ __all__ = [
     "ResolverStats",
     "RoundRobin",
     "ServiceNotFound",
+    "Source",
     "Sticky",
     "Strategy",
     "SyncHeadlessTransport",

@@ -37,7 +37,18 @@ from headless_resolver._names import (
     ResolvConf,
     ServiceName,
 )
-from headless_resolver._sources import DnsSource, Missing, Outcome, Source, Target, Update
+from headless_resolver._sources import (
+    SOURCE_KINDS,
+    AutoSource,
+    DnsSource,
+    KubernetesSource,
+    Missing,
+    Outcome,
+    Source,
+    SourceKind,
+    Target,
+    Update,
+)
 
 logger = logging.getLogger("headless_resolver")
 T = TypeVar("T")
@@ -113,6 +124,13 @@ class HeadlessResolver:
     between failed refreshes, growing to the name's TTL, at most 30 s), ``rng`` (refresh
     jitter), ``resolv_conf`` (where the nameservers, namespace and cluster domain come from
     when not given).
+
+    ``source`` says where endpoint sets come from: ``"dns"`` (the default: cluster DNS),
+    ``"kubernetes"`` (the API's EndpointSlices, listed then watched, each change applied at
+    once; configured as kubectl is, see ``KubeConfig``; the namespace defaults to the pod's or
+    the kubeconfig context's), ``"auto"`` (the API when it answers and RBAC allows, else DNS;
+    ``source_kind`` and the logs say which), or a ``Source`` object (not closed by the
+    resolver). ``zone``: the client's zone, for topology-aware preference with the API source.
     """
 
     def __init__(
@@ -137,7 +155,13 @@ class HeadlessResolver:
         failure_backoff: float = 1.0,
         rng: random.Random | None = None,
         resolv_conf: str | os.PathLike[str] = "/etc/resolv.conf",
+        source: SourceKind | Source = "dns",
+        zone: str | None = None,
     ) -> None:
+        if not isinstance(source, str) and not hasattr(source, "fetch"):
+            raise TypeError(f"source must be one of {SOURCE_KINDS} or a Source, not {source!r}")
+        if isinstance(source, str) and source not in SOURCE_KINDS:
+            raise ValueError(f"source must be one of {SOURCE_KINDS}, not {source!r}")
         if not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"attempts must be an int >= 1, not {attempts!r}")
         if not timeout > 0:
@@ -158,20 +182,39 @@ class HeadlessResolver:
             negative_grace=negative_grace,
             refresh_ahead=refresh_ahead,
         )
+        self.stats = ResolverStats()
+        self._owns_source = isinstance(source, str)  # a Source given is the caller's to close
+        kubernetes: KubernetesSource | None = None
+        if source == "kubernetes":
+            kubernetes = KubernetesSource(zone=zone, timeout=max(timeout, 5.0))
+            source = kubernetes
+        elif isinstance(source, KubernetesSource):
+            kubernetes = source
+        if namespace is None and kubernetes is not None:
+            namespace = os.environ.get("POD_NAMESPACE") or kubernetes.config.namespace
+        needs_dns = source in ("dns", "auto")
         conf = None
-        if not (namespace and cluster_domain) or (nameservers is None and isinstance(backend, str)):
+        if not (namespace and cluster_domain) or (
+            needs_dns and nameservers is None and isinstance(backend, str)
+        ):
             conf = ResolvConf.read(resolv_conf)  # the one read of resolv.conf
         self._naming = ClusterNaming.from_environment(namespace, cluster_domain, resolv_conf=conf)
-        self.stats = ResolverStats()
-        self._source: Source = DnsSource(
-            backend,
-            nameservers,
-            resolv_conf=conf or ResolvConf(),
-            resolv_conf_path=resolv_conf,
-            timeout=timeout,
-            attempts=attempts,
-            on_query=self._count_query,
-        )
+        if isinstance(source, str):
+            dns = DnsSource(
+                backend,
+                nameservers,
+                resolv_conf=conf or ResolvConf(),
+                resolv_conf_path=resolv_conf,
+                timeout=timeout,
+                attempts=attempts,
+                on_query=self._count_query,
+            )
+            source = (
+                dns
+                if source == "dns"
+                else AutoSource(lambda: KubernetesSource(zone=zone, timeout=max(timeout, 5.0)), dns)
+            )
+        self._source: Source = source
         self._unsubscribe = self._source.subscribe(self._pushed)
         self._clock = clock
         self._rng = rng or random.Random()
@@ -190,6 +233,11 @@ class HeadlessResolver:
     @property
     def namespace(self) -> str:
         return self._naming.namespace
+
+    @property
+    def source_kind(self) -> str:
+        """Where sets come from: ``"dns"`` or ``"kubernetes"`` (``"auto"`` until decided)."""
+        return self._source.kind
 
     @property
     def cluster_domain(self) -> str:
@@ -284,7 +332,8 @@ class HeadlessResolver:
         for entry in list(self._store.values()):
             entry.notify_watchers()
         self._unsubscribe()
-        await self._source.aclose()
+        if self._owns_source:
+            await self._source.aclose()
 
     async def __aenter__(self) -> Self:
         return self

@@ -78,29 +78,31 @@ class SliceWatch:
         self._watch_timeout = watch_timeout
         self._backoff = backoff
         self._rng = rng or random.Random()
+        self._failures = 0
+        """Errors since the API last answered."""
 
     def __repr__(self) -> str:
         return f"<SliceWatch {self.service}.{self.namespace} rv={self.resource_version}>"
 
     async def run(self) -> None:
-        failures = 0
         while True:
             try:
                 if self.resource_version is None:
                     await self._list()
+                    self._failures = 0
                     if self.error is not None:
                         logger.warning("%s.%s: listed again", self.service, self.namespace)
                     self.error = None
                     self._on_change(self)
                 await self._watch()
-                failures = 0
             except Gone as error:
                 self.stats.gone += 1
                 logger.info("%s.%s: %s; listing again", self.service, self.namespace, error)
                 self.resource_version = None
             except ApiError as error:
                 self.stats.errors += 1
-                failures += 1
+                self._failures += 1
+                failures = self._failures
                 if failures > 1 or not self.listed.is_set():
                     self._failed(error)
                 first, longest = self._backoff
@@ -168,7 +170,8 @@ class SliceWatch:
             self._on_change(self)
 
     def _reopened(self) -> None:
-        """A watch resumed after a failure: the slices are current again, say so."""
+        """A watch was accepted: the slices are current again, say so if they were not."""
+        self._failures = 0
         if self.error is not None:
             logger.warning("%s.%s: watching again", self.service, self.namespace)
             self.error = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from headless_resolver._sources._base import (
     Found,
     Listener,
@@ -12,14 +14,22 @@ from headless_resolver._sources._base import (
     Update,
 )
 from headless_resolver._sources._dns import DnsSource
+from headless_resolver._sources._kubernetes import AutoSource, KubernetesSource
+
+SourceKind = Literal["dns", "kubernetes", "auto"]
+SOURCE_KINDS: tuple[SourceKind, ...] = ("dns", "kubernetes", "auto")
 
 __all__ = [
+    "SOURCE_KINDS",
+    "AutoSource",
     "DnsSource",
     "Found",
+    "KubernetesSource",
     "Listener",
     "Missing",
     "Outcome",
     "Source",
+    "SourceKind",
     "Target",
     "Update",
 ]

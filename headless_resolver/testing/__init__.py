@@ -2,7 +2,16 @@
 
 from headless_resolver.testing._cluster import LocalCluster
 from headless_resolver.testing._clusterdns import ClusterDNS
+from headless_resolver.testing._kubeapi import KubernetesAPI, SliceEndpoint
 from headless_resolver.testing._pods import PodServer, make_tls
 from headless_resolver.testing._system_dns import system_resolution_via
 
-__all__ = ["ClusterDNS", "LocalCluster", "PodServer", "make_tls", "system_resolution_via"]
+__all__ = [
+    "ClusterDNS",
+    "KubernetesAPI",
+    "LocalCluster",
+    "PodServer",
+    "SliceEndpoint",
+    "make_tls",
+    "system_resolution_via",
+]
