@@ -395,8 +395,8 @@ class KubernetesAPI:
             while True:
                 try:
                     head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-                    return
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                    break
                 lines = head.decode("latin-1").split("\r\n")
                 method, target, _ = [*lines[0].split(" "), "", ""][:3]
                 headers = {}
@@ -409,13 +409,15 @@ class KubernetesAPI:
                     await reader.readexactly(length)
                 keep = await self._respond(method, target, headers, writer)
                 if not keep:
-                    return
+                    break
+            writer.close()  # what was written (a watch's last chunk) still goes out
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
         except (ConnectionError, asyncio.CancelledError):
-            pass
+            writer.transport.abort()
         finally:
             self._handlers.discard(task)
             self._connections.discard(writer)
-            writer.transport.abort()
 
     async def _respond(
         self, method: str, target: str, headers: Mapping[str, str], writer: asyncio.StreamWriter
@@ -433,9 +435,8 @@ class KubernetesAPI:
                 return True
             namespace, name = _slice_path(path)
             self._authorize(headers, namespace, "get" if name else "list")
-            if query.get("watch") in ("1", "true"):
-                await self._watch(writer, namespace, name, query)
-                return False
+            if _true(query.get("watch")):
+                return await self._watch(writer, namespace, name, query)
             if name is not None:
                 obj = self._objects.get((namespace or "", name))
                 if obj is None:
@@ -507,12 +508,13 @@ class KubernetesAPI:
         namespace: str | None,
         name: str | None,
         query: Mapping[str, str],
-    ) -> None:
+    ) -> bool:
+        """Stream events; True when the stream ended cleanly (the connection may be reused)."""
         selector = _selector(query.get("labelSelector", ""))
         name = name or _field_name(query.get("fieldSelector", ""))
         watcher = _Watcher(namespace, selector, name)
         start = query.get("resourceVersion", "")
-        bookmarks = query.get("allowWatchBookmarks") == "true"
+        bookmarks = _true(query.get("allowWatchBookmarks"))
         timeout = min(float(query.get("timeoutSeconds") or self.watch_timeout), self.watch_timeout)
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -520,14 +522,16 @@ class KubernetesAPI:
         )
         if start not in ("", "0") and not _is_int(start):
             await _send_event(writer, "ERROR", _status(400, "BadRequest", f"bad version {start}"))
-            return await _end_chunks(writer)
+            await _end_chunks(writer)
+            return True
         if start not in ("", "0") and int(start) < self._compacted:
             await _send_event(
                 writer,
                 "ERROR",
                 _status(410, "Expired", f"too old resource version: {start} ({self._compacted})"),
             )
-            return await _end_chunks(writer)
+            await _end_chunks(writer)
+            return True
         # What happened up to now, taken at once with the registration: nothing is missed or
         # sent twice while the replay below waits on the socket.
         if start in ("", "0"):
@@ -565,11 +569,12 @@ class KubernetesAPI:
                     continue
                 if event is None:  # cut: no clean end of the chunked body
                     writer.transport.abort()
-                    return None
+                    return False
                 await _send_event(writer, event.type, event.object)
         finally:
             self._watchers.discard(watcher)
-        return await _end_chunks(writer)
+        await _end_chunks(writer)
+        return True
 
     def _bookmark(self) -> dict[str, Any]:
         return {
@@ -590,6 +595,11 @@ def _family(ip: str) -> str:
 
 def _kind(slice_name: str) -> str:
     return "IPv6" if "-ipv6" in slice_name else "IPv4"
+
+
+def _true(value: str | None) -> bool:
+    """A boolean query parameter as the API server reads it (Go's strconv.ParseBool)."""
+    return value in ("1", "t", "T", "true", "TRUE", "True")
 
 
 def _is_int(text: str) -> bool:
