@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -462,3 +463,66 @@ async def test_kubernetes_without_rbac_fails_and_auto_falls_back_to_dns(
     async with HeadlessResolver(kube_cluster.nameserver, source="auto") as resolver:
         assert len(await resolver.resolve("web")) == 2
         assert resolver.source_kind == "kubernetes"
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    command = Path(sys.executable).with_name("headless-resolver")
+    process = await asyncio.create_subprocess_exec(
+        str(command),
+        *args,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=25)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_cli_resolve_with_the_api_source_says_so(
+    kube_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    await kube_cluster.add_service("web", pods=3, port=0)
+    env = {"KUBECONFIG": str(kube_cluster.kubeconfig(tmp_path / "config"))}
+    env["HEADLESS_NAMESERVER"] = kube_cluster.nameserver
+    code, out, err = await run_cli(
+        "resolve", "web", "--port", "http", "--source", "kubernetes", "--json", env=env
+    )
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["source"] == "kubernetes"
+    assert {(e["ip"], e["hostname"], e["terminating"]) for e in document["endpoints"]} == {
+        (p.ip, p.hostname, False) for p in kube_cluster.pods("web")
+    }
+    assert kube_cluster.api is not None
+    kube_cluster.api.tokens = {"norbac": False}
+    env["KUBECONFIG"] = str(kube_cluster.api.kubeconfig(tmp_path / "config", token="norbac"))
+    code, out, err = await run_cli("resolve", "web", "--source", "auto", "--json", env=env)
+    assert code == 0, err
+    assert json.loads(out)["source"] == "dns"
+    assert "source: DNS, the Kubernetes API is not usable: HTTP 403" in err
+
+
+async def test_cli_watch_with_the_api_source_prints_a_scale_up(
+    kube_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    await kube_cluster.add_service("web", pods=2, port=0)
+    env = {"KUBECONFIG": str(kube_cluster.kubeconfig(tmp_path / "config"))}
+    command = Path(sys.executable).with_name("headless-resolver")
+    process = await asyncio.create_subprocess_exec(
+        str(command), "watch", "web", "--source", "kubernetes", "--json",
+        env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        first = json.loads(await asyncio.wait_for(process.stdout.readline(), 20))
+        await kube_cluster.scale("web", 3)
+        second = json.loads(await asyncio.wait_for(process.stdout.readline(), 20))
+    finally:
+        process.terminate()
+        await process.wait()
+    assert len(first["endpoints"]) == 2
+    assert [e["ip"] for e in second["added"]] == [kube_cluster.pods("web")[2].ip]
