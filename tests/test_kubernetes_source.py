@@ -394,7 +394,9 @@ async def test_410_dropped_watches_and_an_outage_keep_the_set_right(
     api = kube_cluster.api
     assert api is not None
     source = source_for(kube_cluster, tmp_path)
-    async with HeadlessResolver(kube_cluster.nameserver, source=source) as resolver:
+    # max_ttl=1: the resolver re-reads the source every second, which must not make a set
+    # that the API can no longer vouch for look fresh.
+    async with HeadlessResolver(kube_cluster.nameserver, source=source, max_ttl=1.0) as resolver:
         await resolver.resolve("web")
         watch = source.watches["default", "web"]
 
@@ -426,6 +428,8 @@ async def test_410_dropped_watches_and_an_outage_keep_the_set_right(
         # An outage: the last good set is served stale, then replaced when the API is back.
         await api.stop()
         await eventually(served_stale)
+        await asyncio.sleep(2.5)
+        assert served_stale()
         assert len(await resolver.resolve("web")) == 2
         await kube_cluster.scale("web", 3)
         await api.start()

@@ -93,7 +93,8 @@ class KubernetesSource:
                     name=target.name,
                     rcode="TIMEOUT",
                 ) from None
-        if watch.error is not None and watch.stats.lists == 0:
+        if watch.error is not None:
+            # The slices may be out of date: let the resolver serve its last set as stale.
             raise watch.error
         return self.outcome(watch, target)
 
