@@ -530,3 +530,24 @@ async def test_cli_watch_with_the_api_source_prints_a_scale_up(
         await process.wait()
     assert len(first["endpoints"]) == 2
     assert [e["ip"] for e in second["added"]] == [kube_cluster.pods("web")[2].ip]
+
+
+async def test_in_cluster_client_follows_a_rotated_token_over_tls(tmp_path: Path) -> None:
+    async with KubernetesAPI(tls=True, tokens={"first": True}) as server:
+        server.set_endpoints("web", endpoints=pods(2))
+        assert server.ca_cert is not None
+        (tmp_path / "ca.crt").write_bytes(server.ca_cert.read_bytes())
+        (tmp_path / "namespace").write_text("default")
+        (tmp_path / "token").write_text("first")
+        environ = {
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": str(server.port),
+        }
+        client = KubeClient(KubeConfig.in_cluster(environ, tmp_path))
+        assert len((await client.list_slices("default", "web")).items) == 1
+        server.tokens = {"second": True}  # the old token is revoked...
+        with pytest.raises(Forbidden):
+            await client.list_slices("default", "web")
+        (tmp_path / "token").write_text("second")  # ...and kubelet writes the new one
+        assert len((await client.list_slices("default", "web")).items) == 1
+        await client.aclose()
