@@ -153,13 +153,10 @@ class Entry:
         """Store a positive answer; True when the content (ignoring order) changed."""
         ttl = policy.positive_ttl(ttl)
         expires = now + ttl
-        found = tuple(endpoints)
         current = self.endpoints
-        changed = not (current and current.same_members(found))
-        if changed:
-            current = EndpointSet(self.name, found, version=current.version + 1, expires_at=expires)
-        else:
-            current = current.replace(expires_at=expires, stale=False)
+        found = EndpointSet(self.name, endpoints, version=current.version + 1, expires_at=expires)
+        changed = not (current and current.same_members(found))  # hashes each endpoint once
+        current = found if changed else current.replace(expires_at=expires, stale=False)
         self.endpoints = self.served = current
         self.ttl = ttl
         self.serve_until = expires

@@ -112,10 +112,14 @@ class EndpointSet(Sequence[Endpoint]):
         The attributes outside identity are compared too: a change of SRV weight, or a pod
         that starts terminating, is a change of the set.
         """
-        theirs = other.endpoints if isinstance(other, EndpointSet) else tuple(other)
+        if isinstance(other, EndpointSet):
+            theirs, members = other._endpoints, other._members
+        else:
+            theirs = tuple(other)
+            members = frozenset(theirs)
         if len(theirs) != len(self._endpoints):
             return False
-        if self._members != frozenset(theirs):
+        if self._members != members:
             return False
         return {e: _details(e) for e in self._endpoints} == {e: _details(e) for e in theirs}
 

@@ -121,6 +121,11 @@ def test_zone_hints_preferred_only_when_every_endpoint_has_them() -> None:
     assert merge(all_hinted, View("http", zone="a"))[0][0].zone == "a"
 
 
+def test_an_address_that_is_not_an_ip_is_skipped() -> None:
+    slices = [slice_("a", [ep("10.0.0.1"), ep("web.example.com"), ep("10.0.0.300")])]
+    assert ips(merge(slices, View("http"))[0]) == {"10.0.0.1"}
+
+
 def test_per_pod_view_matches_hostname_pod_name_or_dashed_address() -> None:
     slices = [slice_("a", [{**ep("10.0.0.1"), "hostname": "web-0"}, ep("10.0.0.2")])]
     assert ips(merge(slices, View("http", pod="web-0"))[0]) == {"10.0.0.1"}

@@ -12,9 +12,9 @@ change costs the work of that slice plus the concatenation of the others' lists.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from headless_resolver._endpoints import Endpoint
@@ -78,6 +78,11 @@ class Group:
     endpoints: list[Endpoint]
     in_zone: list[Endpoint]
     all_hinted: bool
+    addresses: frozenset[str] = frozenset()
+    """Of ``endpoints``: slices that share none need no per-endpoint deduplication."""
+
+    def __post_init__(self) -> None:
+        self.addresses = frozenset(e.ip for e in self.endpoints)
 
 
 @dataclass(slots=True)
@@ -106,7 +111,7 @@ class ParsedSlice:
         rows = [_Row(item) for item in obj.get("endpoints") or ()]
         if self.address_type == "FQDN":
             rows = []  # not addresses: a headless client has nothing to dial without DNS
-        self.rows = [row for row in rows if _is_ip(row.address)]
+        self.rows = rows
         self._views: dict[View, SliceView] = {}
 
     def view(self, view: View) -> SliceView:
@@ -140,21 +145,26 @@ class ParsedSlice:
 
 
 def _group(rows: list[_Row], port: int | None, zone: str | None) -> Group:
-    endpoints = [
-        Endpoint(
-            row.address,
-            port,
-            row.hostname,
-            zone=row.zone,
-            node_name=row.node,
-            terminating=row.terminating,
-        )
-        for row in rows
-    ]
+    endpoints: list[Endpoint] = []
+    kept: list[_Row] = []
+    for row in rows:
+        try:
+            endpoint = Endpoint(
+                row.address,
+                port,
+                row.hostname,
+                zone=row.zone,
+                node_name=row.node,
+                terminating=row.terminating,
+            )
+        except ValueError:  # not an address (or a port out of range): nothing to dial
+            continue
+        endpoints.append(endpoint)
+        kept.append(row)
     if zone is None:
         return Group(endpoints, [], False)
-    all_hinted = all(row.for_zones is not None for row in rows)
-    in_zone = [e for e, row in zip(endpoints, rows, strict=True) if zone in (row.for_zones or ())]
+    all_hinted = all(row.for_zones is not None for row in kept)
+    in_zone = [e for e, row in zip(endpoints, kept, strict=True) if zone in (row.for_zones or ())]
     return Group(endpoints, in_zone, all_hinted)
 
 
@@ -171,6 +181,10 @@ def merge(slices: Iterable[ParsedSlice], view: View) -> tuple[list[Endpoint], bo
         in_zone = [g.in_zone for g in groups if g.in_zone]
         if in_zone:
             chosen = in_zone
+    if sum(len(g.addresses) for g in groups) == len(
+        frozenset().union(*(g.addresses for g in groups))
+    ):
+        return list(chain.from_iterable(chosen)), has_port  # no address in two slices
     merged: list[Endpoint] = []
     seen: set[tuple[str, int | None]] = set()
     for endpoints in chosen:
@@ -182,14 +196,8 @@ def merge(slices: Iterable[ParsedSlice], view: View) -> tuple[list[Endpoint], bo
     return merged, has_port
 
 
-def _is_ip(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return True
-
-
 def _dashed(address: str) -> str:
-    """The per-pod DNS label CoreDNS gives a pod without a hostname: its dashed address."""
-    return address.replace(".", "-").replace(":", "-")
+    """The per-pod DNS label CoreDNS gives a pod without a hostname: its dashed address
+    (an IPv6 one ending in ``-`` gets a ``0``, as a label cannot end with a dash)."""
+    dashed = address.replace(".", "-").replace(":", "-")
+    return dashed + "0" if dashed.endswith("-") else dashed
