@@ -556,3 +556,54 @@ async def test_in_cluster_client_follows_a_rotated_token_over_tls(tmp_path: Path
         (tmp_path / "token").write_text("second")  # ...and kubelet writes the new one
         assert len((await client.list_slices("default", "web")).items) == 1
         await client.aclose()
+
+
+async def test_kubernetes_asyncio_watch_helper_against_the_stand_in(tmp_path: Path) -> None:
+    """Another client's list and Watch helper read the stand-in as they read an API server,
+    and show why this library does not use it: on 410 it re-watches once from the same
+    refused version, then raises, leaving the re-list to its caller."""
+    kubernetes_asyncio = pytest.importorskip("kubernetes_asyncio")
+    from kubernetes_asyncio.client.rest import ApiException
+
+    async with KubernetesAPI(bookmark_interval=0.1, watch_timeout=1.0) as server:
+        server.set_endpoints("web", endpoints=pods(2))
+        config = kubernetes_asyncio.client.Configuration()
+        await kubernetes_asyncio.config.load_kube_config(
+            config_file=str(server.kubeconfig(tmp_path / "config")), client_configuration=config
+        )
+        async with kubernetes_asyncio.client.ApiClient(config) as client:
+            api = kubernetes_asyncio.client.DiscoveryV1Api(client)
+            selector = "kubernetes.io/service-name=web"
+            listed = await api.list_namespaced_endpoint_slice(
+                "default", label_selector=selector, limit=1
+            )
+            assert [len(item.endpoints) for item in listed.items] == [2]
+            server.set_endpoints("web", endpoints=pods(3))
+            since = listed.metadata.resource_version
+
+            async def watch(**options: Any) -> list[str]:
+                seen: list[str] = []
+                stream = kubernetes_asyncio.watch.Watch().stream(
+                    api.list_namespaced_endpoint_slice,
+                    "default",
+                    label_selector=selector,
+                    resource_version=since,
+                    **options,
+                )
+                async for event in stream:
+                    seen.append(event["type"])
+                    if not options.get("allow_watch_bookmarks"):
+                        # History moves past the version the watch holds.
+                        server.set_endpoints("other", endpoints=pods(1, first=50))
+                        server.compact()
+                return seen
+
+            seen = await watch(allow_watch_bookmarks=True, timeout_seconds=1)
+            assert seen[0] == "MODIFIED"
+            assert set(seen[1:]) == {"BOOKMARK"}
+            with pytest.raises(ApiException) as gone:
+                await watch()  # watches forever, resuming when the stream ends
+            assert gone.value.status == 410
+            watches = [query for _, query in server.requests if "watch=" in query]
+            versions = [q.split("resourceVersion=")[1].split("&")[0] for q in watches]
+            assert versions[2] == versions[3]  # the refused version, asked for again
