@@ -30,6 +30,7 @@ from headless_resolver import (
 )
 from headless_resolver._kubernetes._client import Forbidden, Gone, KubeClient
 from headless_resolver._kubernetes._slices import ParsedSlice, View, merge
+from headless_resolver._kubernetes._watch import backoff_ceiling
 from headless_resolver.testing import KubernetesAPI, LocalCluster, SliceEndpoint
 from tests.waiting import eventually
 
@@ -140,6 +141,11 @@ def test_terminating_is_a_change_of_the_set_but_not_of_the_endpoint() -> None:
     assert draining == before[0]
     assert hash(draining) == hash(before[0])
     assert not before.same_members([draining])
+
+
+def test_backoff_is_short_after_one_drop_then_doubles_to_its_ceiling() -> None:
+    ceilings = [backoff_ceiling(n, 0.2, 5.0) for n in range(1, 9)]
+    assert ceilings == [0.05, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
 
 
 # -- configuration ----------------------------------------------------------------------------

@@ -105,9 +105,7 @@ class SliceWatch:
                 failures = self._failures
                 if failures > 1 or not self.listed.is_set():
                     self._failed(error)
-                first, longest = self._backoff
-                ceiling = first / 4 if failures == 1 else min(longest, first * 2 ** (failures - 2))
-                await asyncio.sleep(self._rng.uniform(0, ceiling))
+                await asyncio.sleep(self._rng.uniform(0, backoff_ceiling(failures, *self._backoff)))
 
     async def _list(self) -> None:
         items: list[dict[str, object]] = []
@@ -185,3 +183,12 @@ class SliceWatch:
         self.error = error
         self.listed.set()
         self._on_failure(self, error)
+
+
+def backoff_ceiling(failures: int, first: float, longest: float) -> float:
+    """The longest pause after ``failures`` errors in a row; the pause is drawn uniformly
+    below it (full jitter). The first error is a routine drop: a short pause, a quarter of
+    ``first``; then ``first``, doubling up to ``longest``."""
+    if failures <= 1:
+        return first / 4
+    return min(longest, first * 2.0 ** (failures - 2))
