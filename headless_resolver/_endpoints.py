@@ -28,6 +28,27 @@ class Endpoint:
     zone: str | None = field(default=None, compare=False)
     node_name: str | None = field(default=None, compare=False)
     terminating: bool = field(default=False, compare=False)
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+    """Of the identity, computed once: a 10,000-endpoint set is hashed on every change."""
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[Endpoint], tuple[object, ...]]:
+        # Rebuilt through __init__, so another process (another hash seed) hashes it anew.
+        return (
+            Endpoint,
+            (
+                self.ip,
+                self.port,
+                self.hostname,
+                self.priority,
+                self.weight,
+                self.zone,
+                self.node_name,
+                self.terminating,
+            ),
+        )
 
     @property
     def is_ipv6(self) -> bool:
@@ -46,6 +67,7 @@ class Endpoint:
             raise ValueError(f"Endpoint.ip: {self.ip!r} is not an IP address") from None
         if self.port is not None and not 0 < self.port < 65536:
             raise ValueError(f"Endpoint.port: {self.port!r} is not in 1..65535")
+        object.__setattr__(self, "_hash", hash((self.ip, self.port, self.hostname)))
 
 
 class EndpointSet(Sequence[Endpoint]):

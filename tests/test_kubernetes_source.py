@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -146,6 +147,23 @@ def test_terminating_is_a_change_of_the_set_but_not_of_the_endpoint() -> None:
 def test_backoff_is_short_after_one_drop_then_doubles_to_its_ceiling() -> None:
     ceilings = [backoff_ceiling(n, 0.2, 5.0) for n in range(1, 9)]
     assert ceilings == [0.05, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+
+
+def test_an_endpoint_pickled_into_another_process_hashes_there_anew() -> None:
+    endpoint = Endpoint("10.0.0.1", 80, "web-0", zone="a", terminating=True)
+    check = (
+        "import pickle, sys; from headless_resolver import Endpoint;"
+        "e = pickle.loads(sys.stdin.buffer.read());"
+        "print(e in {Endpoint('10.0.0.1', 80, 'web-0')}, e.zone, e.terminating)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check],
+        input=pickle.dumps(endpoint),
+        capture_output=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )
+    assert done.stdout.split() == [b"True", b"a", b"True"]
 
 
 # -- configuration ----------------------------------------------------------------------------
