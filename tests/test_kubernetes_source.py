@@ -297,6 +297,26 @@ async def test_a_compacted_version_gets_410_as_an_error_event(api: KubernetesAPI
     await client.aclose()
 
 
+async def test_set_endpoints_changes_only_the_slice_that_changed(api: KubernetesAPI) -> None:
+    api.max_per_slice = 10
+    api.set_endpoints("web", endpoints=[*pods(25), SliceEndpoint("fd00::1")])
+    before = {s["metadata"]["name"]: s for s in api.slices("web")}
+    assert sorted(s["addressType"] for s in before.values()) == ["IPv4"] * 3 + ["IPv6"]
+    replaced = [*pods(25)]
+    replaced[12] = SliceEndpoint("10.9.9.9", pod="new")  # one endpoint of the second slice
+    version = api.resource_version
+    api.set_endpoints("web", endpoints=[*replaced, SliceEndpoint("fd00::1")])
+    after = {s["metadata"]["name"]: s for s in api.slices("web")}
+    changed = [
+        n
+        for n in after
+        if after[n]["metadata"]["resourceVersion"] != before[n]["metadata"]["resourceVersion"]
+    ]
+    assert len(changed) == 1
+    assert after[changed[0]]["metadata"]["resourceVersion"] == str(version + 1)
+    assert "10.9.9.9" in [e["addresses"][0] for e in after[changed[0]]["endpoints"]]
+
+
 async def test_no_token_is_401_and_a_token_without_rbac_is_403(api: KubernetesAPI) -> None:
     for token, status in (("", 401), ("wrong", 401), ("norbac", 403)):
         client = client_for(api, token)

@@ -156,6 +156,9 @@ class KubernetesAPI:
         self._snapshots: dict[str, tuple[int, list[dict[str, Any]], int]] = {}
         self._watchers: set[_Watcher] = set()
         self._placement: dict[tuple[str, str], dict[str, list[SliceEndpoint]]] = {}
+        """The endpoints of each slice ``set_endpoints`` made, by service, then slice name."""
+        self._families: dict[str, str] = {}
+        """The address type (IPv4, IPv6) of each slice ``set_endpoints`` made."""
         self._ports: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
@@ -259,9 +262,7 @@ class KubernetesAPI:
         changed: set[str] = set()
         placed: set[str] = set()
         for name, members in placement.items():
-            kept = [
-                wanted[e.ip] for e in members if e.ip in wanted and _family(e.ip) == _kind(name)
-            ]
+            kept = [wanted[e.ip] for e in members if e.ip in wanted]
             if kept != members or ports_changed:
                 changed.add(name)
             placement[name] = kept
@@ -274,13 +275,14 @@ class KubernetesAPI:
                 (
                     n
                     for n, members in placement.items()
-                    if _kind(n) == family and len(members) < self.max_per_slice
+                    if self._families[n] == family and len(members) < self.max_per_slice
                 ),
                 None,
             )
             if room is None:
-                room = f"{service}-{family.lower()}{next(self._names):04d}"
+                room = f"{service}-{next(self._names):05x}"  # as generateName gives it
                 placement[room] = []
+                self._families[room] = family
             placement[room].append(endpoint)
             changed.add(room)
         for name in sorted(changed):
@@ -299,7 +301,7 @@ class KubernetesAPI:
                             "endpointslice.kubernetes.io/managed-by": "endpointslice-controller",
                         },
                     },
-                    "addressType": _kind(name),
+                    "addressType": self._families[name],
                     "endpoints": [e.to_json(namespace) for e in members],
                     "ports": port_list,
                 },
@@ -591,10 +593,6 @@ def _list_item(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def _family(ip: str) -> str:
     return "IPv6" if ":" in ip else "IPv4"
-
-
-def _kind(slice_name: str) -> str:
-    return "IPv6" if "-ipv6" in slice_name else "IPv4"
 
 
 def _true(value: str | None) -> bool:
