@@ -16,8 +16,10 @@ from headless_resolver._errors import (
     ServiceNotFound,
 )
 from headless_resolver._health import PassiveHealth
+from headless_resolver._kubernetes._config import KubeConfig, KubeConfigError
 from headless_resolver._names import NameLookup, PortRef, ServiceName
 from headless_resolver._resolver import HeadlessResolver, ResolverStats
+from headless_resolver._sources import KubernetesSource, Source
 from headless_resolver._strategies import LeastLatency, RoundRobin, Sticky, Strategy
 from headless_resolver._transports import HeadlessTransport, SyncHeadlessTransport
 from headless_resolver._verdict import Verdict
@@ -52,6 +54,9 @@ __all__ = [
     "HeadlessTransport",
     "InvalidArgument",
     "InvalidServiceName",
+    "KubeConfig",
+    "KubeConfigError",
+    "KubernetesSource",
     "LeastLatency",
     "NameLookup",
     "NoEndpointsAvailable",
@@ -64,6 +69,7 @@ __all__ = [
     "RoundRobin",
     "ServiceName",
     "ServiceNotFound",
+    "Source",
     "SrvRecord",
     "Sticky",
     "Strategy",

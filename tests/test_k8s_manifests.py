@@ -25,9 +25,16 @@ def resource(kind: str) -> dict[str, Any]:
     return found[0]
 
 
-def test_the_three_manifests_exist() -> None:
+def test_the_manifests_exist() -> None:
     kinds = sorted(doc["kind"] for path in MANIFESTS for doc in load(path))
-    assert kinds == ["Deployment", "Service", "StatefulSet"]
+    assert kinds == [
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+        "StatefulSet",
+    ]
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -77,3 +84,34 @@ def test_client_runs_the_library_against_the_service_in_its_namespace() -> None:
     assert fqdn in command
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+
+
+def test_client_may_read_endpointslices_in_its_namespace_and_nothing_else() -> None:
+    pod_spec = resource("Deployment")["spec"]["template"]["spec"]
+    account = resource("ServiceAccount")["metadata"]
+    role, binding = resource("Role"), resource("RoleBinding")
+    assert pod_spec["serviceAccountName"] == account["name"]
+    assert role["rules"] == [
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
+    ]
+    namespace = resource("Deployment")["metadata"]["namespace"]
+    assert {role["metadata"]["namespace"], binding["metadata"]["namespace"]} == {namespace}
+
+
+def test_client_watches_through_the_api_with_dns_as_fallback() -> None:
+    (container,) = resource("Deployment")["spec"]["template"]["spec"]["containers"]
+    command = " ".join(container["command"] + container["args"])
+    assert "--source auto" in command
+    assert "headless-resolver[kubernetes]" in command

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Generic, TypedDict, TypeVar
 import httpx
 from httpx._types import CertTypes, ProxyTypes
 
+from headless_resolver._errors import InvalidArgument
 from headless_resolver._hosts import HostMatch, host_matcher, port_rules
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import RoundRobin, Strategy
@@ -92,7 +93,7 @@ class BaseHeadlessTransport(Generic[T]):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> None:
         if retries < 0:
-            raise ValueError(f"retries: {retries!r} must be >= 0")
+            raise InvalidArgument(f"retries: {retries!r} must be >= 0")
         if http2:
             require_h2()
         self._strategy: Strategy = RoundRobin() if strategy is None else strategy
