@@ -40,6 +40,8 @@ while (($#)); do
     shift
 done
 
+# stdout is for the report only: everything else (kind, docker, kubectl) goes to stderr.
+exec 3>&1 1>&2
 say() { printf '==> %s\n' "$*" >&2; }
 k() { kubectl --context "$context" "$@"; }
 
@@ -153,7 +155,7 @@ k create configmap headless-bench-cluster --from-literal=info="$info"
 wait_for_job() {
     local deadline=$((SECONDS + $1)) last="" state reason line unschedulable=0
     while ((SECONDS < deadline)); do
-        state=$(k get job headless-bench -o jsonpath='{.status.succeeded}/{.status.failed}')
+        state=$(k get job headless-bench -o jsonpath='{.status.succeeded}/{.status.failed}' || true)
         case $state in
             1/*) return 0 ;;
             */[1-9]*)
@@ -174,7 +176,7 @@ wait_for_job() {
             return 1
         fi
         line=$(k logs job/headless-bench --tail=1 2>/dev/null || true)
-        if [[ -n $line && $line != "$last" ]]; then
+        if [[ $line == "["* && $line != "$last" ]]; then
             printf '    %s\n' "$line" >&2
             last=$line
         fi
@@ -196,5 +198,5 @@ fi
 
 k logs job/headless-bench >"$out/job.log"
 extract_results "$out/job.log" "$out"
-cat "$out/results.md"
+cat "$out/results.md" >&3
 say "results in $out: results.md, results.json, latency_cdf.png, requests_per_pod.png, job.log"
