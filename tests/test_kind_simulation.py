@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,7 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> Simulated:
     out = tmp_path_factory.mktemp("kind-simulated")
     process = subprocess.Popen(
         [str(SCRIPT), "--out", str(out)],
+        env={**os.environ, "PYTHON": sys.executable},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -184,6 +186,7 @@ def test_an_interrupted_run_takes_every_pod_with_it(tmp_path: Path) -> None:
     require_namespaces()
     process = subprocess.Popen(
         [str(SCRIPT), "--out", str(tmp_path)],
+        env={**os.environ, "PYTHON": sys.executable},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -110,7 +110,7 @@ PATH="$(dirname "$python"):$PATH"
 export PATH
 
 ip link set lo up
-sysctl -qw net.ipv4.ip_forward=1
+echo 1 >/proc/sys/net/ipv4/ip_forward
 ip link add br-echo type bridge
 ip addr add "$echo_gateway/24" dev br-echo
 ip link set br-echo up
@@ -180,7 +180,8 @@ nsenter --target "$client" --mount -- sh -c "
     mount --bind '$work/hosts' /etc/hosts &&
     mount --bind '$work/nsswitch.conf' /etc/nsswitch.conf &&
     mount -t tmpfs -o mode=1777 tmpfs /tmp"
-in_netns "$client" sysctl -qw net.ipv4.conf.all.route_localnet=1
+# DNAT to a loopback address needs route_localnet (in the client's namespace only).
+in_netns "$client" sh -c 'echo 1 >/proc/sys/net/ipv4/conf/all/route_localnet'
 in_netns "$client" nft -f - <<EOF
 table ip kube-proxy {
     chain output {
