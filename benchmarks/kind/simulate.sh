@@ -194,7 +194,7 @@ EOF
 in_netns "$client" "$python" "$here/simulate.py" dns "$echo_subnet" \
     --listen "$dns_listen" --ready "$work/dns.ready" >"$work/dns.log" 2>&1 &
 dns=$!
-for _ in $(seq 100); do
+for _ in $(seq 600); do # up to a minute: Python starts slowly on a busy machine
     [[ -s $work/dns.ready ]] && break
     kill -0 "$dns" 2>/dev/null || { cat "$work/dns.log" >&2; exit 1; }
     sleep 0.1
@@ -204,7 +204,7 @@ done
 # Readiness, as the kubelet's probes and a lookup from the pod would see it.
 in_netns "$client" "$python" - "${pod_ips[@]}" <<'EOF'
 import socket, sys, time
-deadline = time.monotonic() + 30
+deadline = time.monotonic() + 120
 for ip in sys.argv[1:]:
     while True:
         try:
