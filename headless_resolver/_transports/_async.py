@@ -7,6 +7,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from types import TracebackType
+from typing import Literal
 
 import httpx
 from httpx._types import CertTypes, ProxyTypes
@@ -21,6 +22,7 @@ from headless_resolver._errors import (
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import Strategy
 from headless_resolver._transports._base import BaseHeadlessTransport
+from headless_resolver._transports._engine import PodConnectionPool
 from headless_resolver._transports._routing import (
     DEFAULT_LIMITS,
     Attempts,
@@ -32,8 +34,11 @@ from headless_resolver._transports._routing import (
     resolution_failed,
 )
 
+Engine = Literal["auto", "llhttp", "httpcore"]
+"""Who keeps the pod connections: see ``HeadlessTransport``'s ``engine``."""
 
-class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.AsyncBaseTransport):
+
+class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport):
     """Send requests for cluster services straight to a pod picked by ``strategy``.
 
     Use it as ``httpx.AsyncClient(transport=HeadlessTransport(...))``. Hosts that match (names
@@ -57,10 +62,16 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
 
     The httpx options (``verify``, ``cert``, ``http1``, ``http2``, ``limits``,
     ``local_address``, ``socket_options``, ``connect_retries`` = httpx's ``retries``) apply
-    to every pod pool; ``limits`` are per pod. Over HTTP/1.1 a pod's pool is split into
+    to every pod pool; ``limits`` are per pod.
+
+    Engine: with ``engine="auto"`` (the default) pods are reached over HTTP/1.1 by
+    ``PodConnectionPool`` (asyncio protocols and the llhttp parser, about a sixth of
+    httpcore's CPU per request), one pool per pod; with ``http2=True`` (or ``http1=False``),
+    or ``engine="httpcore"``, by ``httpx.AsyncHTTPTransport``, whose pod pool is then split into
     httpcore pools of at most 8 kept-alive connections each (their limits add up to
     ``limits``), because httpcore's bookkeeping costs every request time in proportion to
-    the connections of its pool.
+    the connections of its pool. ``engine`` says which one is in use. Hosts passed through
+    always use ``httpx.AsyncHTTPTransport``.
 
     Proxies: pods are always reached directly. A forward proxy would resolve the service name
     itself (one pod, or none from outside the cluster), and httpcore's HTTP proxy ignores the
@@ -92,11 +103,23 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
         local_address: str | None = None,
         connect_retries: int = 0,
         socket_options: Iterable[SocketOption] | None = None,
+        engine: Engine = "auto",
     ) -> None:
+        if engine not in ("auto", "llhttp", "httpcore"):
+            raise ValueError(f"engine: {engine!r} is not 'auto', 'llhttp' or 'httpcore'")
+        http1_only = http1 and not http2
+        if engine == "llhttp" and not http1_only:
+            raise ValueError("engine='llhttp' speaks HTTP/1.1 only: leave http2=False")
+        self._engine: Literal["llhttp", "httpcore"] = (
+            "llhttp" if engine != "httpcore" and http1_only else "httpcore"
+        )
+        on_llhttp = self._engine == "llhttp"
         super().__init__(
             resolver,
             strategy,
-            pod_transport=httpx.AsyncHTTPTransport,
+            pod_transport=PodConnectionPool if on_llhttp else httpx.AsyncHTTPTransport,
+            passthrough_transport=httpx.AsyncHTTPTransport,
+            sharded=not on_llhttp,
             lock=contextlib.nullcontext(),
             match=match,
             ports=ports,
@@ -115,6 +138,11 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
             connect_retries=connect_retries,
             socket_options=socket_options,
         )
+
+    @property
+    def engine(self) -> Literal["llhttp", "httpcore"]:
+        """The engine of the pod pools: ``"llhttp"`` or ``"httpcore"``."""
+        return self._engine
 
     def _open_resolver(self, resolver: HeadlessResolver | None) -> HeadlessResolver:
         self._owns_resolver = resolver is None
@@ -178,7 +206,7 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
         response.stream = _PodResponseStream(response.stream, self, shard)
         return response
 
-    async def _checkin(self, shard: PoolShard[httpx.AsyncHTTPTransport]) -> None:
+    async def _checkin(self, shard: PoolShard[httpx.AsyncBaseTransport]) -> None:
         for transport in self._router.checkin(shard):
             await transport.aclose()
 
@@ -211,12 +239,12 @@ class _PodResponseStream(httpx.AsyncByteStream):
         self,
         stream: httpx.SyncByteStream | httpx.AsyncByteStream,
         transport: HeadlessTransport,
-        shard: PoolShard[httpx.AsyncHTTPTransport],
+        shard: PoolShard[httpx.AsyncBaseTransport],
     ) -> None:
         assert isinstance(stream, httpx.AsyncByteStream)
         self._stream = stream
         self._transport = transport
-        self._shard: PoolShard[httpx.AsyncHTTPTransport] | None = shard
+        self._shard: PoolShard[httpx.AsyncBaseTransport] | None = shard
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._stream.__aiter__()

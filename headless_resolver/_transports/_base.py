@@ -62,7 +62,11 @@ class BaseHeadlessTransport(Generic[T]):
         local_address: str | None,
         connect_retries: int,
         socket_options: Iterable[SocketOption] | None,
+        passthrough_transport: Callable[..., T] | None = None,
+        sharded: bool = True,
     ) -> None:
+        """``pod_transport`` makes the pod pools, ``passthrough_transport`` (default: the same)
+        the one for other hosts; ``sharded`` splits a pod's pool as ``shard_limits()`` says."""
         if retries < 0:
             raise ValueError(f"retries: {retries!r} must be >= 0")
         self._resolver = self._open_resolver(resolver)
@@ -74,8 +78,7 @@ class BaseHeadlessTransport(Generic[T]):
         rules = port_rules(ports)
         ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
         socket_options = None if socket_options is None else list(socket_options)
-        new_transport = functools.partial(
-            pod_transport,
+        options = dict(
             verify=ssl_context,
             http1=http1,
             http2=http2,
@@ -83,15 +86,17 @@ class BaseHeadlessTransport(Generic[T]):
             retries=connect_retries,
             socket_options=socket_options,
         )
+        new_transport = functools.partial(pod_transport, **options)
         self._router: Router[T] = Router(
             host_matcher(self._resolver, match, rules),
             rules,
             srv_from_scheme,
             lambda limits: new_transport(limits=limits),
-            shard_limits(limits, http2=http2),
+            shard_limits(limits, http2=http2) if sharded else [limits],
             lock,
         )
-        self._passthrough: T = new_transport(limits=limits, proxy=proxy, uds=uds)
+        passthrough = pod_transport if passthrough_transport is None else passthrough_transport
+        self._passthrough: T = passthrough(limits=limits, proxy=proxy, uds=uds, **options)
 
     def _open_resolver(self, resolver: HeadlessResolver | None) -> HeadlessResolver:
         """The resolver to use: ``resolver``, or one the twin makes where it can close it."""
