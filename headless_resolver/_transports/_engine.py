@@ -602,11 +602,14 @@ class PodConnectionPool(httpx.AsyncBaseTransport):
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
-        for conn in list(self._connections):
+        connections, self._connections = self._connections, set()
+        for conn in connections:
             conn.close()
         self._idle.clear()
         while (waiter := self._next_waiter()) is not None:
             waiter.set_exception(httpx.PoolTimeout("the pool was closed"))
+        if connections:
+            await asyncio.sleep(0)  # the transports close their sockets in the next loop pass
 
 
 def _serialize(
