@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 
 import pytest
 
+from headless_resolver import HeadlessTransport
 from headless_resolver.testing import LocalCluster
 from headless_resolver.testing._model import ServiceSpec
 from tests.servers import (
@@ -67,3 +68,12 @@ async def cluster() -> AsyncIterator[LocalCluster]:
     that need another TTL or ready-made services define their own ``cluster``."""
     async with LocalCluster(ttl=5) as local:
         yield local
+
+
+@pytest.fixture(params=["auto", "httpcore"])
+def pod_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs the test once per pod engine: ``HeadlessTransport``'s default ``engine`` is set to
+    ``auto`` (llhttp over HTTP/1.1, httpcore for HTTP/2) and then to ``httpcore``."""
+    defaults = HeadlessTransport.__init__.__kwdefaults__
+    monkeypatch.setitem(defaults, "engine", request.param)
+    return str(request.param)
