@@ -196,12 +196,15 @@ class _Connection(asyncio.Protocol):
         if self._error is not None:
             raise self._error
         self._waiter = waiter = self._loop.create_future()
+        timer = None if within is None else self._loop.call_later(within, _expire, waiter)
         try:
-            await _wait(waiter, within)
+            await waiter
         except _Expired:
             raise httpx.ReadTimeout("timed out reading the response") from None
         finally:
             self._waiter = None
+            if timer is not None:
+                timer.cancel()
         if self._error is not None and not self.complete and not self.chunks:
             raise self._error
 
