@@ -63,28 +63,41 @@ Opener = Callable[["Lab"], "asyncio.AbstractAsyncContextManager[Send]"]
 
 @dataclass
 class Lab:
-    nameserver: str
-    ports: dict[str, int]
-    pod_ips: dict[str, list[str]]
-    service: str = "web"
+    """A service to send to: its name, port and pods' addresses, and the DNS naming them."""
+
+    nameserver: str | None
+    host: str
+    port: int
+    pod_ips: list[str]
+    emulate_system_dns: bool = True
+    """Plain httpx resolves through the system resolver emulated on ``nameserver``; False when
+    the caller has set that up already."""
 
     @classmethod
-    async def found(cls, nameserver: str, ports: dict[str, int]) -> Lab:
-        """The lab, with its pods' addresses as the cluster DNS names them."""
-        async with HeadlessResolver([nameserver]) as resolver:
-            pod_ips = {
-                name: [e.ip for e in await resolver.resolve(f"{name}.default.svc.cluster.local")]
-                for name in ports
-            }
-        return cls(nameserver, ports, pod_ips)
-
-    @property
-    def host(self) -> str:
-        return f"{self.service}.default.svc.cluster.local"
+    async def found(
+        cls, nameserver: str | None, host: str, port: int, *, emulate_system_dns: bool = True
+    ) -> Lab:
+        """The service ``host``, with its pods' addresses as the cluster DNS gives them."""
+        async with HeadlessResolver(None if nameserver is None else [nameserver]) as resolver:
+            pod_ips = [endpoint.ip for endpoint in await resolver.resolve(host)]
+        return cls(nameserver, host, port, pod_ips, emulate_system_dns)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.ports[self.service]}/"
+        return f"http://{self.host}:{self.port}/"
+
+    @property
+    def nameservers(self) -> list[str] | None:
+        return None if self.nameserver is None else [self.nameserver]
+
+    @contextmanager
+    def system_dns(self) -> Iterator[None]:
+        """Plain clients resolve through the system resolver, emulated on the cluster DNS."""
+        if self.nameserver is None or not self.emulate_system_dns:
+            yield
+            return
+        with system_resolution_via(self.nameserver):
+            yield
 
 
 @dataclass
@@ -157,7 +170,7 @@ def _reader(client: httpx.AsyncClient, url: str) -> Send:
 def open_headless(engine: str) -> Opener:
     @asynccontextmanager
     async def open_(lab: Lab) -> AsyncIterator[Send]:
-        async with HeadlessResolver([lab.nameserver]) as resolver:
+        async with HeadlessResolver(lab.nameservers) as resolver:
             transport = HeadlessTransport(resolver, RoundRobin(), limits=WIDE, engine=engine)  # type: ignore[arg-type]
             async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
                 yield _reader(client, lab.url)
@@ -168,7 +181,7 @@ def open_headless(engine: str) -> Opener:
 def open_httpx(limits: httpx.Limits) -> Opener:
     @asynccontextmanager
     async def open_(lab: Lab) -> AsyncIterator[Send]:
-        with system_resolution_via(lab.nameserver):
+        with lab.system_dns():
             async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
                 yield _reader(client, lab.url)
 
@@ -177,8 +190,7 @@ def open_httpx(limits: httpx.Limits) -> Opener:
 
 @asynccontextmanager
 async def open_aiohttp(lab: Lab) -> AsyncIterator[Send]:
-    port = lab.ports[lab.service]
-    urls = [f"http://{ip}:{port}/" for ip in lab.pod_ips[lab.service]]
+    urls = [f"http://{ip}:{lab.port}/" for ip in lab.pod_ips]
     headers = {"host": lab.host}
     turn = iter(range(1 << 62))
     connector = aiohttp.TCPConnector(limit=100)
@@ -260,17 +272,14 @@ def sync_mock(lab: Lab) -> Iterator[Callable[[], object]]:
 
 @contextmanager
 def sync_headless(lab: Lab) -> Iterator[Callable[[], object]]:
-    transport = SyncHeadlessTransport(HeadlessResolver([lab.nameserver]), RoundRobin(), limits=WIDE)
+    transport = SyncHeadlessTransport(HeadlessResolver(lab.nameservers), RoundRobin(), limits=WIDE)
     with httpx.Client(transport=transport, trust_env=False) as client:
         yield lambda: client.get(lab.url).raise_for_status()
 
 
 @contextmanager
 def sync_httpx(lab: Lab) -> Iterator[Callable[[], object]]:
-    with (
-        system_resolution_via(lab.nameserver),
-        httpx.Client(limits=WIDE, trust_env=False) as client,
-    ):
+    with lab.system_dns(), httpx.Client(limits=WIDE, trust_env=False) as client:
         yield lambda: client.get(lab.url).raise_for_status()
 
 
@@ -319,11 +328,19 @@ def verdict(ok: bool) -> str:
     return "met   " if ok else "MISSED"
 
 
+async def default_engine() -> str:
+    """The engine a ``HeadlessTransport`` built with the defaults uses."""
+    async with HeadlessResolver() as resolver, HeadlessTransport(resolver) as transport:
+        return transport.engine
+
+
+def service_host(name: str) -> str:
+    return f"{name}.default.svc.cluster.local"
+
+
 async def bench(nameserver: str, ports: dict[str, int], total: int, rounds: int) -> list[str]:
-    lab = await Lab.found(nameserver, ports)
-    with_engine = HeadlessTransport(HeadlessResolver([lab.nameserver]))
-    print(f"HeadlessTransport engine (default, HTTP/1.1): {with_engine.engine}")
-    await with_engine.aclose()
+    lab = await Lab.found(nameserver, service_host("web"), ports["web"])
+    print(f"HeadlessTransport engine (default, HTTP/1.1): {await default_engine()}")
     print(
         f"{total} GETs per run after {WARMUP} per worker of warm-up, {rounds} rounds in "
         "alternating order; figures are medians of rounds, ratios medians of same-round "
@@ -350,7 +367,7 @@ async def bench(nameserver: str, ports: dict[str, int], total: int, rounds: int)
             f"  {verdict(vs_aiohttp >= 0.5)} 2. req/s >= 0.5x aiohttp, {where}: {vs_aiohttp:.2f}x",
             f"  {verdict(vs_old >= 3.0)} 2. req/s >= 3x httpcore engine, {where}: {vs_old:.2f}x",
         ]
-    solo = Lab(lab.nameserver, lab.ports, lab.pod_ips, service="solo")
+    solo = await Lab.found(nameserver, service_host("solo"), ports["solo"])
     one = {k: ASYNC_CLIENTS[k] for k in ("headless/llhttp", "headless/httpcore", "httpx")}
     cell = await run_cell("1 pod, concurrency 1 (vs plain httpx)", solo, one, 1, total, rounds)
     cell.print(list(one), "httpx", "httpx")
