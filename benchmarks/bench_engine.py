@@ -18,6 +18,9 @@ Clients run in turns, round after round, in alternating order; each ratio is the
 ratios taken within a round, so load changes between rounds cancel out. The same for the sync
 clients (``SyncHeadlessTransport``, ``httpx.Client`` + ``MockTransport``, plain ``httpx.Client``)
 in one thread and in 10 threads. Ends with the issue's targets, met or missed.
+
+``--candidates`` instead compares the engines that were candidates for the pod pools (see
+``_engines.py``), each under the same ``httpx.AsyncClient``.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _engines import candidates
 from bench_transport import serve_pods
 
 from headless_resolver import (
@@ -236,16 +240,16 @@ class Cell:
         return statistics.median(a.cpu_us / b.cpu_us for a, b in pairs)
 
     def print(self, names: list[str], base: str, rate_base: str) -> None:
-        print(f"\n{self.label}")
-        header = (
-            f"  {'client':20} {'req/s':>7} {'vs ' + rate_base:>13} {'cpu us':>7} {'vs ' + base:>10}"
-        )
+        """One row per client; req/s as a ratio to ``rate_base``, CPU to ``base``."""
+        print(f"\n{self.label}: req/s vs {rate_base}, cpu vs {base}")
+        width = max(20, *map(len, names))
+        header = f"  {'client':{width}} {'req/s':>7} {'ratio':>7} {'cpu us':>7} {'ratio':>7}"
         print(header)
         print("  " + "-" * (len(header) - 2))
         for name in names:
             print(
-                f"  {name:20} {self.rate(name):7.0f} {self.rate_ratio(name, rate_base):12.2f}x"
-                f" {self.cpu(name):7.0f} {self.cpu_ratio(name, base):9.2f}x"
+                f"  {name:{width}} {self.rate(name):7.0f} {self.rate_ratio(name, rate_base):6.2f}x"
+                f" {self.cpu(name):7.0f} {self.cpu_ratio(name, base):6.2f}x"
             )
 
 
@@ -338,6 +342,49 @@ def service_host(name: str) -> str:
     return f"{name}.default.svc.cluster.local"
 
 
+def open_engine(make: Callable[[], httpx.AsyncBaseTransport]) -> Opener:
+    """httpx.AsyncClient over a candidate engine, sending to the pods' addresses in turn."""
+
+    @asynccontextmanager
+    async def open_(lab: Lab) -> AsyncIterator[Send]:
+        urls = [f"http://{ip}:{lab.port}/" for ip in lab.pod_ips]
+        headers = {"host": lab.host}
+        turn = iter(range(1 << 62))
+        async with httpx.AsyncClient(transport=make(), trust_env=False) as client:
+
+            async def send() -> object:
+                response = await client.get(urls[next(turn) % len(urls)], headers=headers)
+                response.raise_for_status()
+                return response.headers["x-pod"]
+
+            yield send
+
+    return open_
+
+
+async def compare_engines(nameserver: str, ports: dict[str, int], total: int, rounds: int) -> None:
+    """The candidates for the pod engine, each under the same httpx front end."""
+    lab = await Lab.found(nameserver, service_host("web"), ports["web"])
+    clients: dict[str, Opener] = {"mock (front end only)": open_mock}
+    clients |= {name: open_engine(make) for name, make in candidates().items()}
+    clients["aiohttp alone"] = open_aiohttp
+    print(
+        f"Candidate engines under httpx.AsyncClient, 3 pods' addresses in turn; {total} GETs "
+        f"per run, {rounds} rounds. Load average at start: {load_average()}"
+    )
+    for concurrency in (10, 50):
+        cell = await run_cell(
+            f"concurrency {concurrency}",
+            lab,
+            clients,
+            concurrency,
+            total,
+            rounds,
+        )
+        cell.print(list(clients), "mock (front end only)", "httpcore (httpx.AsyncHTTPTransport)")
+    print(f"\nLoad average at end: {load_average()}")
+
+
 async def bench(nameserver: str, ports: dict[str, int], total: int, rounds: int) -> list[str]:
     lab = await Lab.found(nameserver, service_host("web"), ports["web"])
     print(f"HeadlessTransport engine (default, HTTP/1.1): {await default_engine()}")
@@ -350,7 +397,7 @@ async def bench(nameserver: str, ports: dict[str, int], total: int, rounds: int)
     targets: list[str] = []
     for concurrency in (10, 50):
         cell = await run_cell(
-            f"3 pods, concurrency {concurrency} (cpu vs mock, req/s vs aiohttp)",
+            f"3 pods, concurrency {concurrency}",
             lab,
             ASYNC_CLIENTS,
             concurrency,
@@ -369,7 +416,7 @@ async def bench(nameserver: str, ports: dict[str, int], total: int, rounds: int)
         ]
     solo = await Lab.found(nameserver, service_host("solo"), ports["solo"])
     one = {k: ASYNC_CLIENTS[k] for k in ("headless/llhttp", "headless/httpcore", "httpx")}
-    cell = await run_cell("1 pod, concurrency 1 (vs plain httpx)", solo, one, 1, total, rounds)
+    cell = await run_cell("1 pod, concurrency 1", solo, one, 1, total, rounds)
     cell.print(list(one), "httpx", "httpx")
     single = cell.rate_ratio("headless/llhttp", "httpx")
     targets.append(
@@ -391,6 +438,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000, help="requests per run")
     parser.add_argument("--rounds", type=int, default=3, help="runs per client and cell")
+    parser.add_argument(
+        "--candidates",
+        action="store_true",
+        help="compare the candidate engines under httpx instead (how the engine was chosen)",
+    )
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
@@ -398,7 +450,8 @@ def main() -> None:
     pods.start()
     try:
         nameserver, ports = parent.recv()
-        asyncio.run(bench(nameserver, ports, args.requests, args.rounds))
+        run = compare_engines if args.candidates else bench
+        asyncio.run(run(nameserver, ports, args.requests, args.rounds))
     finally:
         parent.send("stop")
         pods.join(10)
