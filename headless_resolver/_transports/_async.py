@@ -65,13 +65,13 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncBaseTransport], httpx.A
     to every pod pool; ``limits`` are per pod.
 
     Engine: with ``engine="auto"`` (the default) pods are reached over HTTP/1.1 by
-    ``PodConnectionPool`` (asyncio protocols and the llhttp parser, about a sixth of
-    httpcore's CPU per request), one pool per pod; with ``http2=True`` (or ``http1=False``),
-    or ``engine="httpcore"``, by ``httpx.AsyncHTTPTransport``, whose pod pool is then split into
-    httpcore pools of at most 8 kept-alive connections each (their limits add up to
-    ``limits``), because httpcore's bookkeeping costs every request time in proportion to
-    the connections of its pool. ``engine`` says which one is in use. Hosts passed through
-    always use ``httpx.AsyncHTTPTransport``.
+    ``PodConnectionPool`` (asyncio protocols and the llhttp parser: a request costs the
+    client a third to a half of its CPU on httpcore), one pool per pod; with ``http2=True``
+    (or ``http1=False``), or ``engine="httpcore"``, by ``httpx.AsyncHTTPTransport``, whose
+    pod pool is then split into httpcore pools of at most 8 kept-alive connections each
+    (their limits add up to ``limits``), because httpcore's bookkeeping costs every request
+    time in proportion to the connections of its pool. ``engine`` says which one is in use.
+    Hosts passed through always use ``httpx.AsyncHTTPTransport``.
 
     Proxies: pods are always reached directly. A forward proxy would resolve the service name
     itself (one pod, or none from outside the cluster), and httpcore's HTTP proxy ignores the
