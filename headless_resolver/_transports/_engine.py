@@ -16,7 +16,7 @@ import asyncio
 import collections
 import socket
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
 import httptools
@@ -317,23 +317,27 @@ class _ResponseBody(httpx.AsyncByteStream):
         self._conn: _Connection | None = conn
         self._timeout = within
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> _ResponseBody:
+        # An iterator object rather than an async generator: no generator for the loop to
+        # track and finalise on every response.
+        return self
+
+    async def __anext__(self) -> bytes:
         conn = self._conn
         if conn is None:
-            return
+            raise StopAsyncIteration
         try:
-            while True:
-                if conn.chunks:
-                    for chunk in conn.take_body():
-                        yield chunk
-                elif conn.complete:
+            while not conn.chunks:
+                if conn.complete:
                     break
-                else:
-                    await conn.wait(self._timeout)
+                await conn.wait(self._timeout)
+            else:
+                return b"".join(conn.take_body())
         except BaseException:
             self._done(keep=False)
             raise
         self._done(keep=True)
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
         self._done(keep=False)
@@ -622,9 +626,8 @@ def _serialize(
     url = request.url
     parts = [method, b" ", url.raw_path, b" HTTP/1.1\r\n"]
     framed = chunked = close = False
-    for name, value in request.headers.raw:
+    for name, lower, value in request.headers._list:  # as sent, lower-cased, value
         parts += (name, b": ", value, b"\r\n")
-        lower = name.lower()
         if lower == b"content-length":
             framed = True
         elif lower == b"transfer-encoding":
