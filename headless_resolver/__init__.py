@@ -12,7 +12,14 @@ from headless_resolver._errors import (
 )
 from headless_resolver._health import PassiveHealth
 from headless_resolver._resolver import HeadlessResolver, ResolverStats
-from headless_resolver._strategies import LeastLatency, RoundRobin, Sticky, Strategy
+from headless_resolver._strategies import (
+    LeastLatency,
+    PeakEwma,
+    RoundRobin,
+    SlowStart,
+    Sticky,
+    Strategy,
+)
 from headless_resolver._transports import HeadlessTransport, SyncHeadlessTransport
 
 if TYPE_CHECKING:
@@ -39,10 +46,12 @@ __all__ = [
     "LeastLatency",
     "NoEndpointsAvailable",
     "PassiveHealth",
+    "PeakEwma",
     "ResolutionError",
     "ResolverStats",
     "RoundRobin",
     "ServiceNotFound",
+    "SlowStart",
     "Sticky",
     "Strategy",
     "SyncHeadlessTransport",
