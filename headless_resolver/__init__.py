@@ -10,7 +10,7 @@ from headless_resolver._errors import (
     ResolutionError,
     ServiceNotFound,
 )
-from headless_resolver._health import PassiveHealth
+from headless_resolver._health import LatencyEjection, PassiveHealth
 from headless_resolver._resolver import HeadlessResolver, ResolverStats
 from headless_resolver._strategies import (
     LeastLatency,
@@ -43,6 +43,7 @@ __all__ = [
     "HeadlessResolverError",
     "HeadlessTransport",
     "InvalidServiceName",
+    "LatencyEjection",
     "LeastLatency",
     "NoEndpointsAvailable",
     "PassiveHealth",

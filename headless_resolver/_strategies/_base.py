@@ -143,6 +143,8 @@ class BaseStrategy(Generic[TableT]):
             raise ValueError(f"latency_s must be a finite number >= 0, got {latency_s!r}")
         self._finish(endpoint, latency_s, ok)
         self.health.record(endpoint, ok, status=status)
+        if ok and self.health.latency_ejection is not None:
+            self.health.record_latency(endpoint, latency_s)
 
     def release(self, endpoint: Endpoint) -> None:
         self._release(endpoint)
