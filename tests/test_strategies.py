@@ -345,10 +345,15 @@ def test_peak_ewma_cost_is_the_estimate_times_in_flight_plus_one() -> None:
     assert strategy.cost(estimate, clock.now) == pytest.approx(0.04 * math.exp(-1))
 
 
-def warmed(strategy: LeastLatency, endpoints: EndpointSet, latency: Callable[[int], float]) -> None:
-    for index, endpoint in enumerate(endpoints):
-        others = [other for other in endpoints if other != endpoint]
-        strategy.observe(strategy.pick(endpoints, exclude=others), latency(index), ok=True)
+def warmed(
+    strategy: LeastLatency | PeakEwma, endpoints: EndpointSet, latency: Callable[[int], float]
+) -> None:
+    """Two samples of each endpoint (LeastLatency's second replaces the first, which paid for
+    the connection)."""
+    for _ in range(2):
+        for index, endpoint in enumerate(endpoints):
+            others = [other for other in endpoints if other != endpoint]
+            strategy.observe(strategy.pick(endpoints, exclude=others), latency(index), ok=True)
 
 
 def test_two_random_choices_spread_load_instead_of_herding_on_the_fastest() -> None:
@@ -552,6 +557,22 @@ def test_an_idle_estimate_returns_to_the_sets_typical_latency_never_to_zero() ->
     assert strategy.latency(slow, clock.now) == pytest.approx(expected)
     clock.advance(1000.0)
     assert strategy.latency(slow, clock.now) == pytest.approx(typical), "not toward zero"
+
+
+def test_a_new_endpoints_second_sample_replaces_its_first() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock, rng=random.Random(3))
+    endpoints = service(pods(2))
+    newcomer, known = endpoints
+    for _ in range(2):
+        strategy.observe(strategy.pick(endpoints, exclude=[newcomer]), 0.002, ok=True)
+    strategy.observe(strategy.pick(endpoints, exclude=[known]), 0.020, ok=True)
+    assert strategy.pick(endpoints) == newcomer, "measured once: probed when drawn idle"
+    clock.advance(0.001)
+    strategy.observe(newcomer, 0.002, ok=True)
+    estimate = strategy.estimate(newcomer)
+    assert estimate is not None
+    assert estimate.state == (0.002, clock.now), "the connection's cost is not its latency"
 
 
 def test_a_new_endpoint_is_judged_at_the_typical_latency() -> None:

@@ -46,14 +46,16 @@ class RttEstimate:
     replaced as one tuple, so a reader never sees half an update. ``in_flight`` is a list used
     as a counter because ``append`` and ``del [-1:]`` are atomic in CPython. ``sent_at`` is when
     a pick last chose the endpoint and ``backoff`` how many times in a row its samples were
-    slow (``LeastLatency`` probes it less often then). ``stats`` are its set's.
+    slow (``LeastLatency`` probes it less often then); ``samples`` counts samples up to 2.
+    ``stats`` are its set's.
     """
 
-    __slots__ = ("backoff", "in_flight", "sent_at", "state", "stats")
+    __slots__ = ("backoff", "in_flight", "samples", "sent_at", "state", "stats")
 
     def __init__(self, stats: SetStats | None = None) -> None:
         self.state: tuple[float, float] | None = None
         self.in_flight: list[None] = []
+        self.samples = 0
         self.sent_at = -math.inf
         self.backoff = 0
         self.stats = stats if stats is not None else SetStats()
@@ -152,7 +154,8 @@ class LeastLatency(LatencyTracking):
     about once a ``probe_interval`` (2 then 4 x that while its samples stay slow: that is at
     most 1 in 200 requests at 200 req/s), and a pod that recovered is trusted again within a
     few seconds. A new endpoint is probed the same way, then waits for its first answer behind
-    even the hot ones.
+    even the hot ones; its second answer replaces the first (which paid for opening the
+    connection), and until then it is probed whenever a pick draws it idle.
     A failure counts as a sample of at least ``failure_penalty`` seconds, so a pod that fails
     fast does not look fast. Random candidates, never the global minimum, keep independent
     clients from herding onto the same fastest pod: with ``choices=2`` a pod that is faster than
@@ -296,8 +299,9 @@ class LeastLatency(LatencyTracking):
         for endpoint, estimate in candidates:
             pending = len(estimate.in_flight)
             load += LOAD_STEP if pending > load else -LOAD_STEP if pending < load else 0.0
-            if pending == 0 and now - estimate.sent_at >= self.probe_interval * (
-                1 << estimate.backoff
+            if pending == 0 and (
+                estimate.samples < 2
+                or now - estimate.sent_at >= self.probe_interval * (1 << estimate.backoff)
             ):
                 best, best_endpoint = estimate, endpoint  # due for a probe
                 break
@@ -333,11 +337,16 @@ class LeastLatency(LatencyTracking):
             return
         now = self._clock()
         sample = latency_s if ok else max(latency_s, self.failure_penalty)
-        current = self.latency(estimate, now) if estimate.state is not None else sample
         state = estimate.state
-        elapsed = now - state[1] if state is not None else math.inf
-        weight = -math.expm1(-max(elapsed, 0.0) / self.smoothing)
-        estimate.state = (current + (sample - current) * max(weight, 0.01), now)
+        if estimate.samples < 2:
+            # The first request to a pod also opened its connection (and TLS): the second
+            # sample replaces the first.
+            estimate.samples += 1
+            estimate.state = (sample, now)
+        elif state is not None:
+            current = self.latency(estimate, now)
+            weight = -math.expm1(-max(now - state[1], 0.0) / self.smoothing)
+            estimate.state = (current + (sample - current) * max(weight, 0.01), now)
         stats = estimate.stats
         typical = stats.typical
         if ok:
