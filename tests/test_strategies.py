@@ -609,6 +609,21 @@ def test_a_pod_nobody_chooses_is_probed_at_most_once_per_probe_interval() -> Non
     assert max(gaps) <= 4.1
 
 
+def test_a_pod_being_measured_again_takes_one_request_not_a_burst() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock, rng=random.Random(3))
+    endpoints = service(pods(2))
+    busy, idle = endpoints
+    warmed(strategy, endpoints, lambda _: 0.010)
+    clock.advance(2.0)
+    strategy.observe(strategy.pick(endpoints, exclude=[idle]), 0.010, ok=True)
+    assert strategy.pick(endpoints) == idle, "not chosen for 2 s: probed"
+    picks = [strategy.pick(endpoints) for _ in range(6)]
+    assert picks == [busy] * 6, "even hot, busy goes first while idle's answer is pending"
+    strategy.observe(idle, 0.010, ok=True)
+    assert strategy.pick(endpoints) == idle, "answered: a tie, and fewer in flight"
+
+
 def test_a_probe_that_finds_the_pod_fast_restores_the_probe_interval() -> None:
     clock = FakeClock()
     strategy = LeastLatency(clock=clock, rng=random.Random(9), probe_interval=1.0, hot_factor=100)

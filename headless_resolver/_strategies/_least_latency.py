@@ -153,9 +153,11 @@ class LeastLatency(LatencyTracking):
     as a candidate (one request, when it has none in flight), so a slow pod is re-measured
     about once a ``probe_interval`` (2 then 4 x that while its samples stay slow: that is at
     most 1 in 200 requests at 200 req/s), and a pod that recovered is trusted again within a
-    few seconds. A new endpoint is probed the same way, then waits for its first answer behind
-    even the hot ones; its second answer replaces the first (which paid for opening the
-    connection), and until then it is probed whenever a pick draws it idle.
+    few seconds. An endpoint being measured (no sample for ``probe_interval``, a request in
+    flight) waits for that answer behind even the hot ones, so one request, not a burst, finds
+    out whether it is still slow. A new endpoint is probed the same way; its second answer
+    replaces the first (which paid for opening the connection), and until then it is probed
+    whenever a pick draws it idle.
     A failure counts as a sample of at least ``failure_penalty`` seconds, so a pod that fails
     fast does not look fast. Random candidates, never the global minimum, keep independent
     clients from herding onto the same fastest pod: with ``choices=2`` a pod that is faster than
@@ -305,8 +307,9 @@ class LeastLatency(LatencyTracking):
             ):
                 best, best_endpoint = estimate, endpoint  # due for a probe
                 break
-            if estimate.state is None:
-                hot = 2 if pending else 0  # its first answer is pending: wait for it
+            state = estimate.state
+            if state is None or (pending and now - state[1] >= self.probe_interval):
+                hot = 2  # first measured, or measured again after a while: wait for the answer
             else:
                 hot = 1 if pending > threshold or (bound is not None and pending >= bound) else 0
             latency = self.latency(estimate, now)
