@@ -81,7 +81,7 @@ class Sizes:
 
 
 SIZES = {
-    "quick": Sizes(seconds=2.0, sequential=300, slow_for=3.0, watch_after=10.0, window=4.0),
+    "quick": Sizes(seconds=2.0, sequential=300, slow_for=3.0, watch_after=10.0, window=10.0),
     "full": Sizes(seconds=5.0, sequential=600, slow_for=5.0, watch_after=12.0, window=10.0),
 }
 

@@ -7,7 +7,8 @@ timed separately. Bounded loads hold every key's request in flight (none is rele
 case the bound is for. The simulations run on a fake clock. The first: 10 pods answer in 5 ms
 (one in 55 ms), 16 requests are always in flight, and each strategy's share of requests sent
 to the slow pod is counted. Then issue #12's targets 1, 4 and 5, each strategy in the same
-run: a busy client (1 ms of its own delay per request in flight, which lands in every sample)
+run: a busy client (on average 1 ms of its own delay per request in flight, exponentially
+distributed, which lands in every sample)
 over 5 pods of which one answers 50 ms late, against the same client over the 4 fast pods
 alone; a pod turning 50 ms slow for 10 s, then recovering; ten independent clients over 5
 pods of which one is twice as fast.
@@ -217,9 +218,11 @@ def closed_loop(
     seconds: float,
     concurrency: int,
     client_delay: float = 0.0,
+    jitter: random.Random | None = None,
 ) -> Sent:
     """``concurrency`` requests always in flight; each takes its pod's ``latency`` plus
-    ``client_delay`` x the requests in flight (the client's own event loop)."""
+    ``client_delay`` x the requests in flight (the client's own event loop), that delay drawn
+    from an exponential distribution of that mean when ``jitter`` is given."""
     start = clock.now
     in_flight: list[tuple[float, int, Endpoint, float]] = []
     sent: Sent = []
@@ -231,7 +234,10 @@ def closed_loop(
             strategy.observe(done, done_at - started, ok=True)
             sent.append((started - start, done, done_at - started))
         endpoint = strategy.pick(endpoints)
-        took = latency(endpoint, clock.now - start) + client_delay * (len(in_flight) + 1)
+        delay = client_delay * (len(in_flight) + 1)
+        if jitter is not None:
+            delay *= jitter.expovariate(1.0)
+        took = latency(endpoint, clock.now - start) + delay
         heapq.heappush(in_flight, (clock.now + took, sequence, endpoint, clock.now))
         sequence += 1
     return sent
@@ -263,6 +269,7 @@ def busy_client(name: str, concurrency: int, seconds: float = 20.0) -> dict[str,
             seconds=seconds,
             concurrency=concurrency,
             client_delay=0.001,
+            jitter=random.Random(2),
         )
         results[f"p99_{label}_ms"] = p99_ms(sent)
         if label == "all":
@@ -328,7 +335,7 @@ def ten_clients(name: str, requests: int = 40_000) -> float:
 
 
 def report_targets() -> None:
-    print("\nTarget 1: busy client (1 ms own delay per request in flight), 5 pods, one +50 ms")
+    print("\nTarget 1: busy client (~1 ms own delay per request in flight), 5 pods, one +50 ms")
     print(
         f"{'strategy':<14}{'conc':>6}{'slow share':>12}{'p99 ms':>9}{'4-fast p99':>12}{'ratio':>8}"
     )

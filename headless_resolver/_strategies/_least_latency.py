@@ -18,6 +18,9 @@ TYPICAL_STEP = 0.05
 """How far one sample moves a set's typical latency, as a fraction of it at most."""
 LOAD_STEP = 0.05
 """How far one candidate's in-flight count moves the set's running median of them."""
+MAX_SAMPLE_WEIGHT = 0.5
+"""The most one sample moves an estimate, however long since the last: one answer that was
+fast by chance does not make a slow pod look fast."""
 MAX_PROBE_BACKOFF = 2
 """A pod whose probes keep finding it slow is probed every 2, then 4 ``probe_interval``."""
 
@@ -187,7 +190,7 @@ class LeastLatency(LatencyTracking):
         self,
         *,
         choices: int = 2,
-        smoothing: float = 0.1,
+        smoothing: float = 0.3,
         decay: float = 10.0,
         tolerance: float = 0.2,
         hot_factor: float = 3.0,
@@ -349,7 +352,8 @@ class LeastLatency(LatencyTracking):
         elif state is not None:
             current = self.latency(estimate, now)
             weight = -math.expm1(-max(now - state[1], 0.0) / self.smoothing)
-            estimate.state = (current + (sample - current) * max(weight, 0.01), now)
+            weight = min(max(weight, 0.01), MAX_SAMPLE_WEIGHT)
+            estimate.state = (current + (sample - current) * weight, now)
         stats = estimate.stats
         typical = stats.typical
         if ok:
