@@ -148,23 +148,25 @@ class LeastLatency(LatencyTracking):
     sample and every in-flight count alike, and a cost of latency x load counts it twice
     against the busy fast pods, while the idle slow one looks cheap.
 
-    The estimate is an EWMA of samples with time constant ``smoothing`` (a sample arriving
-    after a long gap replaces it). Without samples it returns toward the set's typical latency
-    with time constant ``decay`` (a running median of the set's samples), never toward zero,
-    so an idle slow pod does not come to look fast. Exploration is bounded and explicit: an
-    endpoint no pick chose for ``probe_interval`` seconds takes the next request that draws it
-    as a candidate (one request, when it has none in flight), so a slow pod is re-measured
-    about once a ``probe_interval`` (2 then 4 x that while its samples stay slow: that is at
-    most 1 in 200 requests at 200 req/s), and a pod that recovered is trusted again within a
-    few seconds. An endpoint being measured (no sample for ``probe_interval``, a request in
-    flight) waits for that answer behind even the hot ones, so one request, not a burst, finds
-    out whether it is still slow. A new endpoint is probed the same way; its second answer
-    replaces the first (which paid for opening the connection), and until then it is probed
-    whenever a pick draws it idle.
+    The estimate is an EWMA of samples with time constant ``smoothing``, in which one sample
+    moves it at most halfway (a probe answer that was fast by chance does not make a slow pod
+    look fast). Without samples it returns toward the set's typical latency (a running median of
+    the set's samples) with time constant ``decay``, never toward zero, so an idle slow pod does
+    not come to look fast.
+
+    Exploration is bounded and explicit: an endpoint no pick chose for ``probe_interval``
+    seconds takes the next request that draws it as a candidate (one request, when it has none
+    in flight); while its answers stay slow it is probed every 2, then 4 intervals, one request
+    in 800 at 200 req/s. An endpoint being measured (no sample for ``probe_interval``, a request
+    in flight) waits for that answer behind even the hot ones, so one request, not a burst,
+    finds out whether it is still slow, and a pod that recovered is trusted again within
+    seconds. A new endpoint is probed the same way; its second answer replaces the first (which
+    paid for opening the connection), and until then it is probed whenever a pick draws it idle.
+
     A failure counts as a sample of at least ``failure_penalty`` seconds, so a pod that fails
     fast does not look fast. Random candidates, never the global minimum, keep independent
-    clients from herding onto the same fastest pod: with ``choices=2`` a pod that is faster than
-    every other takes at most 2 / N of the requests.
+    clients from herding onto the same fastest pod: with ``choices=2`` a pod faster than every
+    other takes at most 2 / N of the requests.
 
     Thread safety: no lock is taken. In-flight counts use atomic list operations and estimates
     are replaced as whole tuples; concurrent observations of one endpoint may drop one of the
