@@ -559,6 +559,20 @@ def test_an_idle_estimate_returns_to_the_sets_typical_latency_never_to_zero() ->
     assert strategy.latency(slow, clock.now) == pytest.approx(typical), "not toward zero"
 
 
+def test_an_ejected_candidate_is_replaced_not_left_to_a_slow_one() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock, rng=random.Random(3))
+    endpoints = service(pods(6))
+    failing, slow = endpoints[0], endpoints[1]
+    warmed(strategy, endpoints, lambda i: 0.050 if i == 1 else 0.002)
+    strategy.health.record(failing, ok=False)  # refused: ejected
+    picks = Counter(
+        strategy.release(e) or e for e in (strategy.pick(endpoints) for _ in range(3000))
+    )
+    assert picks[failing] == 0
+    assert picks[slow] == 0, "drawn beside the ejected pod, it still meets a fast one"
+
+
 def test_a_new_endpoints_second_sample_replaces_its_first() -> None:
     clock = FakeClock()
     strategy = LeastLatency(clock=clock, rng=random.Random(3))

@@ -259,6 +259,8 @@ class LeastLatency(LatencyTracking):
             return only if accept is None or accept(only) else None
         randrange = self._rng.randrange
         estimates = table.estimates
+        wanted = min(self.choices, count)
+        candidates: list[tuple[Endpoint, RttEstimate]] = []
         for _ in range(ATTEMPTS):
             first = randrange(count)
             second = randrange(count - 1)
@@ -272,14 +274,17 @@ class LeastLatency(LatencyTracking):
                 third += third >= low
                 third += third >= high
                 drawn = (first, second, third)
-            candidates = [
-                (endpoints[i], estimates[i])
-                for i in drawn
-                if accept is None or accept(endpoints[i])
-            ]
-            if candidates:
-                return self._choose(candidates, table.stats)
-        return None
+            if accept is None:
+                return self._choose([(endpoints[i], estimates[i]) for i in drawn], table.stats)
+            # A rejected candidate (ejected, tried, warming) is replaced by another draw: the
+            # one left alone would otherwise win however slow it is.
+            for i in drawn:
+                endpoint = endpoints[i]
+                if accept(endpoint) and all(endpoint is not e for e, _ in candidates):
+                    candidates.append((endpoint, estimates[i]))
+            if len(candidates) >= wanted:
+                break
+        return self._choose(candidates[:wanted], table.stats) if candidates else None
 
     def _select_among(self, candidates: Sequence[Endpoint], key: str | None) -> Endpoint:
         drawn = (
