@@ -129,15 +129,19 @@ def test_the_job_ends_with_exit_0_and_the_report_run_sh_prints(simulated: Simula
         line.startswith("Target cluster: convergence and DNS outage skipped") for line in lines
     )
     sections = [line for line in lines if line.startswith("### ")]
-    assert sections[:4] == [
+    assert sections[:5] == [
         "### 1. Hot path: a lookup on a cache hit",
         "### 2. Throughput and spread",
         "### 3. Tail latency, one pod 50 ms slower",
         "### 6. Scale: a 5,000-pod service",
+        "### 7. Client CPU per request",
     ]
-    assert sections[4].startswith("### Targets: ")
+    assert sections[5].startswith("### Targets: ")
     checks = [line for line in lines if line.startswith(("MET ", "MISSED "))]
-    assert len(checks) == len(simulated.results["targets"]) == 11
+    assert len(checks) == len(simulated.results["targets"])
+    engine = [line for line in checks if line.split(maxsplit=1)[1].startswith("engine: ")]
+    assert engine, "the engine's cost per request is measured against the cluster's pods too"
+    assert len(checks) - len(engine) == 11
 
 
 def test_results_json_plots_and_the_jobs_log_land_in_the_out_folder(simulated: Simulated) -> None:
@@ -155,7 +159,13 @@ def test_results_json_plots_and_the_jobs_log_land_in_the_out_folder(simulated: S
     assert meta["target"] == "cluster"
     assert meta["run"] == "quick"
     assert meta["cluster"].startswith("none: network namespaces")
-    assert list(simulated.results["scenarios"]) == ["hot_path", "throughput", "tail", "scale"]
+    assert list(simulated.results["scenarios"]) == [
+        "hot_path",
+        "throughput",
+        "tail",
+        "scale",
+        "engine",
+    ]
 
 
 def test_glibc_in_the_client_resolves_the_service_through_the_pods_resolv_conf(

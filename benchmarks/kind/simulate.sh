@@ -14,7 +14,8 @@
 #   benchmarks/kind/echo.py on :8080 with the StatefulSet's environment and the pod's name);
 # - a client namespace (eth0 on the second bridge) with its own mounts: a pod's
 #   /etc/resolv.conf (search default.svc.cluster.local svc.cluster.local cluster.local,
-#   nameserver 10.96.0.10, ndots:5), /etc/hosts and /etc/nsswitch.conf, and an empty /tmp;
+#   nameserver 10.96.0.10, ndots:5), /etc/hosts and /etc/nsswitch.conf, and an empty /tmp
+#   (unless the checkout is under /tmp);
 # - the cluster DNS (headless_resolver.testing.ClusterDNS, TTL 30, the echo Services) on the
 #   client's loopback at 127.0.0.10:53, reached at the service address 10.96.0.10:53 through
 #   a DNAT rule, as kube-proxy sends a pod's DNS queries to CoreDNS;
@@ -175,11 +176,17 @@ unshare --net --mount -- sh -c 'read -r _ <"$0" && exec "$@"' "$fifo" \
     "$python" "$here/simulate.py" job --cluster-info "$cluster_info" >"$work/job.log" 2>&1 &
 client=$!
 plug "$client" br-client "$client_ip" "$client_gateway"
+# An empty /tmp, as a pod has; not where this checkout or its Python lives under /tmp (a CI
+# clone may), since an empty /tmp would hide them from the Job.
+empty_tmp="mount -t tmpfs -o mode=1777 tmpfs /tmp"
+if [[ $repo == /tmp/* || $(readlink -f "$python") == /tmp/* ]]; then
+    empty_tmp=true
+fi
 nsenter --target "$client" --mount -- sh -c "
     mount --bind '$work/resolv.conf' /etc/resolv.conf &&
     mount --bind '$work/hosts' /etc/hosts &&
     mount --bind '$work/nsswitch.conf' /etc/nsswitch.conf &&
-    mount -t tmpfs -o mode=1777 tmpfs /tmp"
+    $empty_tmp"
 # DNAT to a loopback address needs route_localnet (in the client's namespace only).
 in_netns "$client" sh -c 'echo 1 >/proc/sys/net/ipv4/conf/all/route_localnet'
 in_netns "$client" nft -f - <<EOF
