@@ -11,6 +11,7 @@ from headless_resolver._errors import (
     ServiceNotFound,
 )
 from headless_resolver._health import PassiveHealth
+from headless_resolver._metrics import NameStats, PodStats, ServiceStats, TransportStats
 from headless_resolver._resolver import HeadlessResolver, ResolverStats
 from headless_resolver._strategies import LeastLatency, RoundRobin, Sticky, Strategy
 from headless_resolver._transports import HeadlessTransport, SyncHeadlessTransport
@@ -37,13 +38,17 @@ __all__ = [
     "HeadlessTransport",
     "InvalidServiceName",
     "LeastLatency",
+    "NameStats",
     "NoEndpointsAvailable",
     "PassiveHealth",
+    "PodStats",
     "ResolutionError",
     "ResolverStats",
     "RoundRobin",
     "ServiceNotFound",
+    "ServiceStats",
     "Sticky",
     "Strategy",
     "SyncHeadlessTransport",
+    "TransportStats",
 ]

@@ -9,10 +9,27 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Protocol
 
 from headless_resolver._endpoints import Endpoint
+from headless_resolver._logs import health_log as logger
 
 DEFAULT_FAILURE_STATUSES = frozenset({502, 503, 504})
+
+CONNECT_FAILURES = "connect_failures"
+FAILED_STATUSES = "failed_statuses"
+EJECTION_EXPIRED = "ejection_expired"
+
+
+class HealthListener(Protocol):
+    """Told of every ejection and readmission, with its reason (metrics, logs, a UI).
+
+    Called with health's lock held: keep it short and never call back into health.
+    """
+
+    def ejected(self, endpoint: Endpoint, set_name: str, reason: str) -> None: ...
+
+    def readmitted(self, endpoint: Endpoint, set_name: str, reason: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -75,6 +92,15 @@ class PassiveHealth:
         self._records: dict[Endpoint, _Record] = {}
         self._groups: dict[str, frozenset[Endpoint]] = {}
         self._group_of: dict[Endpoint, str] = {}
+        self._listeners: tuple[HealthListener, ...] = ()
+
+    def add_listener(self, listener: HealthListener) -> None:
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: HealthListener) -> None:
+        with self._lock:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
 
     def __repr__(self) -> str:
         return f"<PassiveHealth ejected={len(self._ejected_until)} tracked={len(self._group_of)}>"
@@ -105,6 +131,10 @@ class PassiveHealth:
                 record = self._records.get(endpoint)
                 if record is not None:
                     record.readmitted_at = until
+                set_name = self._group_of.get(endpoint, "")
+                logger.info("%s: readmitted %s after its ejection", set_name, _label(endpoint))
+                for listener in self._listeners:
+                    listener.readmitted(endpoint, set_name, EJECTION_EXPIRED)
         return False
 
     def track(self, name: str, members: frozenset[Endpoint]) -> None:
@@ -150,10 +180,12 @@ class PassiveHealth:
                 record.status_failures += 1
                 tripped = record.status_failures >= self.consecutive_status_failures
             if tripped and endpoint not in self._ejected_until:
-                self._eject(endpoint, record, self._groups[group_name])
+                reason = CONNECT_FAILURES if connect else FAILED_STATUSES
+                self._eject(endpoint, record, group_name, reason)
 
-    def _eject(self, endpoint: Endpoint, record: _Record, group: frozenset[Endpoint]) -> None:
+    def _eject(self, endpoint: Endpoint, record: _Record, group_name: str, reason: str) -> None:
         """Ejects within the set's budget; called with the lock held."""
+        group = self._groups[group_name]
         size = len(group)
         budget = min(size - 1, max(1, int(size * self.max_ejection_percent / 100)))
         now = self._clock()
@@ -167,3 +199,18 @@ class PassiveHealth:
         duration = min(self.base_ejection * record.times_ejected, self.max_ejection)
         self._ejected_until[endpoint] = now + duration
         record.connect_failures = record.status_failures = 0
+        logger.warning(
+            "%s: ejected %s for %.0f s (%s; ejection %d)",
+            group_name,
+            _label(endpoint),
+            duration,
+            reason.replace("_", " "),
+            record.times_ejected,
+        )
+        for listener in self._listeners:
+            listener.ejected(endpoint, group_name, reason)
+
+
+def _label(endpoint: Endpoint) -> str:
+    pod = f" ({endpoint.hostname})" if endpoint.hostname else ""
+    return f"{endpoint.netloc()}{pod}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import random
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
 
+from opentelemetry.metrics import MeterProvider
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -36,6 +36,9 @@ from headless_resolver._errors import (
     ResolutionError,
     ServiceNotFound,
 )
+from headless_resolver._logs import RateLimitedLog
+from headless_resolver._logs import resolver_log as logger
+from headless_resolver._metrics import NameStats, ResolverRecorder
 from headless_resolver._names import (
     ClusterNaming,
     NameLookup,
@@ -45,7 +48,6 @@ from headless_resolver._names import (
     parse_nameserver,
 )
 
-logger = logging.getLogger("headless_resolver")
 T = TypeVar("T")
 
 MAX_ALIASES = 8
@@ -137,7 +139,8 @@ class HeadlessResolver:
     stop being refreshed), ``max_entries`` (1024 names), ``failure_backoff`` (first wait
     between failed refreshes, growing to the name's TTL, at most 30 s), ``rng`` (refresh
     jitter), ``resolv_conf`` (where the nameservers, namespace and cluster domain come from
-    when not given).
+    when not given), ``meter_provider`` (OpenTelemetry metrics per name; None: the global
+    provider, whose instruments do nothing until an SDK is installed).
     """
 
     def __init__(
@@ -162,6 +165,7 @@ class HeadlessResolver:
         failure_backoff: float = 1.0,
         rng: random.Random | None = None,
         resolv_conf: str | os.PathLike[str] = "/etc/resolv.conf",
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         if not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"attempts must be an int >= 1, not {attempts!r}")
@@ -204,6 +208,8 @@ class HeadlessResolver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.stats = ResolverStats()
+        self._recorder = ResolverRecorder(meter_provider, clock=clock)
+        self._warnings = RateLimitedLog(logger, clock=clock)
 
     @staticmethod
     def _make_backend(
@@ -282,6 +288,23 @@ class HeadlessResolver:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._kick, entry)
         return served
+
+    def name_stats(
+        self, name: str, *, port: PortRef = None, proto: str = "tcp"
+    ) -> NameStats | None:
+        """What the resolver knows about ``name``: its set, when each endpoint joined, recent
+        changes, DNS queries, failures by reason, stale and negative answers; None when the
+        name is not cached. No I/O, and not a use: it does not keep the name refreshed."""
+        entry = self._memo_get(name, port, proto)
+        if entry is None:
+            lookup = self._naming.parse(name, port, proto)
+            for service in lookup.candidates:
+                entry = self._memo.get(_canonical(service, lookup.port, lookup.proto))
+                if entry is not None:
+                    break
+            else:
+                return None
+        return self._recorder.stats(entry.name, entry.endpoints)
 
     async def watch(
         self, name: str, *, port: PortRef = None, proto: str = "tcp"
@@ -397,6 +420,7 @@ class HeadlessResolver:
             self.stats.cache_hits += 1
         if served.stale:
             self.stats.stale_served += 1
+            self._recorder.stale_served(entry.name)
         if entry.refresher is None or now >= entry.refresh_at:
             self._kick(entry)
         return served
@@ -422,6 +446,7 @@ class HeadlessResolver:
                 del self._memo[key]
         entry.aliases.clear()
         entry.hot_until = NEVER
+        self._recorder.forget(entry.name)
         if entry.refresher is not None:
             entry.refresher.cancel()
 
@@ -466,28 +491,35 @@ class HeadlessResolver:
                 flight.cancel()
 
     async def _refresh(self, entry: _Name) -> EndpointSet:
+        record = self._recorder.refreshing(entry.name)
+        started = self._clock()
         try:
             try:
                 outcome = await self._fetch(entry)
             except ResolutionError as exc:
                 self.stats.errors += 1
                 now = self._clock()
-                first = entry.error is None
+                self._recorder.refresh_failed(record, now - started, exc.rcode, entry.endpoints)
                 if not entry.record_failure(exc, now):
+                    self._warnings.warning(entry.name, "%s: %s; no set to serve", entry.name, exc)
                     raise
-                if first:
-                    logger.warning(
-                        "%s: %s; serving the last good set (%d endpoints) for up to %.0f s",
-                        entry.name,
-                        exc,
-                        len(entry.endpoints),
-                        entry.stale_until - now,
-                    )
+                self._warnings.warning(
+                    entry.name,
+                    "%s: %s; serving the last good set (%d endpoints) for up to %.0f s",
+                    entry.name,
+                    exc,
+                    len(entry.endpoints),
+                    entry.stale_until - now,
+                )
                 served = entry.read(now)
                 if served is None:
                     raise
                 return served
             now = self._clock()
+            before = entry.endpoints
+            if entry.error is not None:
+                logger.info("%s: DNS answers again", entry.name)
+                self._warnings.forget(entry.name)
             if isinstance(outcome, _Missing):
                 changed = entry.record_negative(
                     outcome.message, outcome.negative_ttl, now, self._policy
@@ -496,11 +528,19 @@ class HeadlessResolver:
                 changed = entry.record_answer(
                     outcome.endpoints, outcome.ttl, now, self._policy, self._rng
                 )
+            self._recorder.refreshed(
+                record,
+                now - started,
+                before,
+                entry.endpoints,
+                negative=isinstance(outcome, _Missing),
+            )
             self._store.get(entry.key)  # a refresh keeps the name recent in the LRU order
             if changed:
                 entry.notify_watchers()
             if entry.negative_since is not None:
-                logger.warning(
+                self._warnings.warning(
+                    (entry.name, "negative"),
                     "%s: negative answer for %.1f s; keeping the last good set for %.0f s",
                     entry.name,
                     now - entry.negative_since,
@@ -581,14 +621,19 @@ class HeadlessResolver:
     async def _query(self, name: str, rdtype: RecordType) -> DnsAnswer:
         """One attempt; the backend bounds it by ``timeout``, and so do we, in case it does not."""
         self.stats.queries += 1
+        self._recorder.query()
         try:
-            async with asyncio.timeout(self._timeout * 1.25):
-                answer = await self._backend.query(name, rdtype)
-        except TimeoutError:
-            raise ResolutionError(
-                f"{name} {rdtype}: no answer within {self._timeout} s", name=name, rcode="TIMEOUT"
-            ) from None
+            try:
+                async with asyncio.timeout(self._timeout * 1.25):
+                    answer = await self._backend.query(name, rdtype)
+            except TimeoutError:
+                raise ResolutionError(
+                    f"{name} {rdtype}: no answer within {self._timeout} s",
+                    name=name,
+                    rcode="TIMEOUT",
+                ) from None
         except ResolutionError as exc:
+            self._recorder.query_failed(exc.rcode)
             logger.debug("query %s %s failed: %s", name, rdtype, exc)
             raise
         logger.debug(
@@ -600,13 +645,15 @@ class HeadlessResolver:
             answer.ttl if answer.ttl is not None else answer.negative_ttl,
         )
         if answer.truncated and not (answer.addresses or answer.srv):
+            self._recorder.query_failed("TRUNCATED")
             raise ResolutionError(
                 f"{name} {rdtype}: answer too large even over TCP, and no record arrived",
                 name=name,
                 rcode="TRUNCATED",
             )
         if answer.truncated:
-            logger.warning(
+            self._warnings.warning(
+                (name, "truncated"),
                 "%s %s: answer truncated even over TCP; using the %d records that arrived",
                 name,
                 rdtype,

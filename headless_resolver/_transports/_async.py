@@ -10,6 +10,7 @@ from types import TracebackType
 
 import httpx
 from httpx._types import CertTypes, ProxyTypes
+from opentelemetry.metrics import MeterProvider
 from tenacity import AsyncRetrying
 
 from headless_resolver._endpoints import EndpointSet
@@ -92,6 +93,8 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
         local_address: str | None = None,
         connect_retries: int = 0,
         socket_options: Iterable[SocketOption] | None = None,
+        meter_provider: MeterProvider | None = None,
+        per_pod_metrics: bool = True,
     ) -> None:
         super().__init__(
             resolver,
@@ -114,6 +117,8 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
             local_address=local_address,
             connect_retries=connect_retries,
             socket_options=socket_options,
+            meter_provider=meter_provider,
+            per_pod_metrics=per_pod_metrics,
         )
 
     def _open_resolver(self, resolver: HeadlessResolver | None) -> HeadlessResolver:
@@ -133,7 +138,7 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
         if endpoints.version != route.version:
             for transport in self._router.update(route, endpoints):
                 await transport.aclose()
-        attempts = Attempts(route)
+        attempts = Attempts(route, request.method)
         try:
             return await self._attempt(request, route, endpoints, attempts)
         except NoEndpointsAvailable as exc:
@@ -171,10 +176,10 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
             await self._checkin(shard)
             raise
         except BaseException:
-            self._strategy.release(endpoint)
+            self._abandoned(endpoint, attempts)
             await self._checkin(shard)
             raise
-        self._answered(request, endpoint, started, response)
+        self._answered(request, endpoint, started, response, attempts)
         response.stream = _PodResponseStream(response.stream, self, shard)
         return response
 
@@ -184,6 +189,7 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
 
     async def aclose(self) -> None:
         """Close every pod pool, the pass-through transport, and the resolver if we made it."""
+        self._stop_recording()
         for transport in self._router.close_all():
             await transport.aclose()
         await self._passthrough.aclose()

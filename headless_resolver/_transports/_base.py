@@ -16,11 +16,13 @@ from typing import Generic, TypeVar
 
 import httpx
 from httpx._types import CertTypes, ProxyTypes
+from opentelemetry.metrics import MeterProvider
 from tenacity import BaseRetrying, retry_if_exception, stop_after_attempt
 
 from headless_resolver._endpoints import Endpoint, EndpointSet
+from headless_resolver._metrics import Outcome, TransportRecorder, TransportStats
 from headless_resolver._resolver import HeadlessResolver
-from headless_resolver._strategies import RoundRobin, Strategy
+from headless_resolver._strategies import LeastLatency, RoundRobin, Strategy
 from headless_resolver._transports._routing import (
     Attempts,
     HostMatch,
@@ -62,6 +64,8 @@ class BaseHeadlessTransport(Generic[T]):
         local_address: str | None,
         connect_retries: int,
         socket_options: Iterable[SocketOption] | None,
+        meter_provider: MeterProvider | None,
+        per_pod_metrics: bool,
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries: {retries!r} must be >= 0")
@@ -92,6 +96,8 @@ class BaseHeadlessTransport(Generic[T]):
             lock,
         )
         self._passthrough: T = new_transport(limits=limits, proxy=proxy, uds=uds)
+        self._recorder = _recorder(self._strategy, meter_provider, per_pod_metrics)
+        self._strategy.health.add_listener(self._recorder)
 
     def _open_resolver(self, resolver: HeadlessResolver | None) -> HeadlessResolver:
         """The resolver to use: ``resolver``, or one the twin makes where it can close it."""
@@ -104,6 +110,14 @@ class BaseHeadlessTransport(Generic[T]):
     @property
     def strategy(self) -> Strategy:
         return self._strategy
+
+    def stats(self) -> TransportStats:
+        """Per service and per pod: attempts, in flight, outcomes, time, ejections, retries."""
+        return self._recorder.stats()
+
+    def _stop_recording(self) -> None:
+        """Health outlives the transport when the strategy is shared: stop listening to it."""
+        self._strategy.health.remove_listener(self._recorder)
 
     def pools(self) -> list[tuple[str, int, str]]:
         """``(pod IP, port, TLS name)`` of the open per-pod pools."""
@@ -125,20 +139,80 @@ class BaseHeadlessTransport(Generic[T]):
         """The strategy's pod for this attempt, never one the request has tried."""
         strategy = self._strategy
         endpoint = strategy.pick(endpoints, strategy.key_for(request), exclude=attempts.tried)
+        if attempts.pod is not None:
+            self._recorder.retried(attempts.pod)
         attempts.tried.append(endpoint)
+        route = attempts.route
+        attempts.pod = self._recorder.started(endpoints, endpoint, route.host, route.default_port)
         return endpoint
 
     def _failed(
         self, endpoint: Endpoint, started: float, exc: httpx.TransportError, attempts: Attempts
     ) -> None:
-        self._strategy.observe(endpoint, time.perf_counter() - started, False)
+        latency = time.perf_counter() - started
+        self._strategy.observe(endpoint, latency, False)
         attempts.last_error = exc
+        if attempts.pod is not None:
+            outcome = (
+                Outcome.CLIENT
+                if isinstance(exc, httpx.PoolTimeout)
+                else Outcome.TIMEOUT
+                if isinstance(exc, httpx.TimeoutException)
+                else Outcome.CONNECT_ERROR
+            )
+            method = attempts.method
+            self._recorder.finished(
+                attempts.pod, outcome, latency, method, error=type(exc).__name__
+            )
+
+    def _abandoned(self, endpoint: Endpoint, attempts: Attempts) -> None:
+        """The attempt ended without an outcome (cancelled): nothing to hold against the pod."""
+        self._strategy.release(endpoint)
+        if attempts.pod is not None:
+            self._recorder.finished(attempts.pod, Outcome.CLIENT, 0.0, attempts.method)
 
     def _answered(
-        self, request: httpx.Request, endpoint: Endpoint, started: float, response: httpx.Response
+        self,
+        request: httpx.Request,
+        endpoint: Endpoint,
+        started: float,
+        response: httpx.Response,
+        attempts: Attempts,
     ) -> None:
         """Tell the strategy how the pod did; the response is the caller's request's."""
+        latency = time.perf_counter() - started
         status = response.status_code
         ok = status not in self._failure_statuses
-        self._strategy.observe(endpoint, time.perf_counter() - started, ok, status=status)
+        self._strategy.observe(endpoint, latency, ok, status=status)
         response.request = request
+        if attempts.pod is not None:
+            self._recorder.finished(
+                attempts.pod,
+                Outcome.OK if ok else Outcome.FAILED_STATUS,
+                latency,
+                request.method,
+                status=status,
+                error=str(status) if status >= 400 else None,
+            )
+
+
+def _recorder(
+    strategy: Strategy, meter_provider: MeterProvider | None, per_pod: bool
+) -> TransportRecorder:
+    """Metrics of one transport: named after its strategy, with its estimates if it has any."""
+    estimate = None
+    if isinstance(strategy, LeastLatency):
+        least_latency = strategy
+
+        def estimate(endpoint: Endpoint) -> float | None:
+            rtt = least_latency.estimate(endpoint)
+            state = None if rtt is None else rtt.state
+            return None if state is None else state[0]
+
+    return TransportRecorder(
+        meter_provider,
+        per_pod=per_pod,
+        strategy=type(strategy).__name__,
+        ejected=strategy.health.ejected,
+        estimate=estimate,
+    )

@@ -15,6 +15,7 @@ from typing import Generic, Protocol, TypeVar
 import httpx
 
 from headless_resolver._endpoints import Endpoint, EndpointSet
+from headless_resolver._metrics import PodRecord
 
 HostMatch = Collection[str] | Callable[[str], bool]
 """Extra hosts to route: a collection of host names, or a predicate on the host."""
@@ -152,8 +153,11 @@ class Attempts:
     """The pods one request has tried, and the last error one of them gave."""
 
     route: Route
+    method: str = "GET"
     tried: list[Endpoint] = field(default_factory=list)
     last_error: httpx.TransportError | None = None
+    pod: PodRecord | None = None
+    """The metrics record of the attempt under way."""
 
     def noted(self, exc: httpx.TransportError) -> httpx.TransportError:
         port = self.route.default_port

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 from httpx._types import CertTypes, ProxyTypes
+from opentelemetry.metrics import MeterProvider
 from tenacity import Retrying
 
 from headless_resolver._endpoints import EndpointSet
@@ -98,6 +99,8 @@ class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.Ba
         local_address: str | None = None,
         connect_retries: int = 0,
         socket_options: Iterable[SocketOption] | None = None,
+        meter_provider: MeterProvider | None = None,
+        per_pod_metrics: bool = True,
     ) -> None:
         super().__init__(
             resolver,
@@ -120,6 +123,8 @@ class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.Ba
             local_address=local_address,
             connect_retries=connect_retries,
             socket_options=socket_options,
+            meter_provider=meter_provider,
+            per_pod_metrics=per_pod_metrics,
         )
         self._resolve_timeout = resolve_timeout
         self._closed = False
@@ -136,7 +141,7 @@ class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.Ba
         if endpoints.version != route.version:
             for transport in self._router.update(route, endpoints):
                 transport.close()
-        attempts = Attempts(route)
+        attempts = Attempts(route, request.method)
         try:
             return self._attempt(request, route, endpoints, attempts)
         except NoEndpointsAvailable as exc:
@@ -191,10 +196,10 @@ class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.Ba
             self._checkin(shard)
             raise
         except BaseException:
-            self._strategy.release(endpoint)
+            self._abandoned(endpoint, attempts)
             self._checkin(shard)
             raise
-        self._answered(request, endpoint, started, response)
+        self._answered(request, endpoint, started, response, attempts)
         response.stream = _PodResponseStream(response.stream, self, shard)
         return response
 
@@ -204,6 +209,7 @@ class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.Ba
 
     def close(self) -> None:
         """Close every pod pool, the pass-through transport, the resolver, and the thread."""
+        self._stop_recording()
         if self._closed:
             return
         self._closed = True
