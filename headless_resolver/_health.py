@@ -113,7 +113,11 @@ class PassiveHealth:
     def ejected(self) -> frozenset[Endpoint]:
         """The endpoints ejected right now."""
         now = self._clock()
-        return frozenset(ep for ep, until in list(self._ejected_until.items()) if until > now)
+        ejected = list(self._ejected_until.items())
+        for endpoint, until in ejected:
+            if until <= now:
+                self.is_ejected(endpoint)  # readmits it, and says so
+        return frozenset(ep for ep, until in ejected if until > now)
 
     def times_ejected(self, endpoint: Endpoint) -> int:
         record = self._records.get(endpoint)

@@ -304,7 +304,8 @@ class HeadlessResolver:
                     break
             else:
                 return None
-        return self._recorder.stats(entry.name, entry.endpoints)
+        failing = entry.error is not None and bool(entry.endpoints)
+        return self._recorder.stats(entry.name, entry.endpoints.replace(stale=failing))
 
     async def watch(
         self, name: str, *, port: PortRef = None, proto: str = "tcp"

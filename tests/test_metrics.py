@@ -1,0 +1,392 @@
+"""Metrics, stats snapshots and logs, read through the real OpenTelemetry SDK.
+
+Every test talks to a real cluster DNS and real pods; the SDK's ``InMemoryMetricReader``
+collects exactly what an exporter would.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from headless_resolver import (
+    HeadlessResolver,
+    HeadlessTransport,
+    LeastLatency,
+    PassiveHealth,
+    RoundRobin,
+)
+from headless_resolver._logs import RateLimitedLog
+from headless_resolver.testing import LocalCluster
+from tests.clocks import FakeClock
+from tests.waiting import eventually
+
+WEB = "web.default.svc.cluster.local"
+URL = f"http://{WEB}:8080/"
+PREFIX = "headless_resolver"
+
+Attributes = dict[str, Any]
+
+
+@pytest.fixture
+def reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def provider(reader: InMemoryMetricReader) -> Iterator[MeterProvider]:
+    provider = MeterProvider(metric_readers=[reader])
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def resolver(
+    cluster: LocalCluster, clock: FakeClock, provider: MeterProvider
+) -> AsyncIterator[HeadlessResolver]:
+    async with HeadlessResolver(
+        [cluster.nameserver], clock=clock, meter_provider=provider, failure_backoff=0.05
+    ) as resolver:
+        yield resolver
+
+
+def collect(reader: InMemoryMetricReader) -> dict[str, list[tuple[Attributes, Any]]]:
+    """metric name -> [(attributes, value)], a histogram's value being its data point."""
+    found: dict[str, list[tuple[Attributes, Any]]] = {}
+    data = reader.get_metrics_data()
+    if data is None:
+        return found
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                points = found.setdefault(metric.name, [])
+                for point in metric.data.data_points:
+                    value = getattr(point, "value", point)
+                    points.append((dict(point.attributes or {}), value))
+    return found
+
+
+def by_pod(points: list[tuple[Attributes, Any]], outcome: str | None = None) -> dict[str, Any]:
+    """Values keyed by pod address (of one ``outcome`` only, if given)."""
+    return {
+        attrs["network.peer.address"]: value
+        for attrs, value in points
+        if outcome is None or attrs[f"{PREFIX}.outcome"] == outcome
+    }
+
+
+def client(transport: HeadlessTransport) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=transport, trust_env=False, timeout=5.0)
+
+
+# -- transport ------------------------------------------------------------------------------
+
+
+async def test_per_pod_request_counts_sum_to_n_and_match_what_the_pods_saw(
+    cluster: LocalCluster,
+    resolver: HeadlessResolver,
+    provider: MeterProvider,
+    reader: InMemoryMetricReader,
+) -> None:
+    pods = await cluster.add_service("web", pods=3, port=8080)
+    transport = HeadlessTransport(resolver, RoundRobin(), meter_provider=provider)
+    async with client(transport) as http:
+        for _ in range(30):
+            assert (await http.get(URL)).status_code == 200
+
+    metrics = collect(reader)
+    requests = by_pod(metrics[f"{PREFIX}.endpoint.requests"])
+    assert requests == {pod.ip: pod.requests for pod in pods}
+    assert sum(requests.values()) == 30
+    assert by_pod(metrics[f"{PREFIX}.endpoint.outcomes"], outcome="ok") == {
+        pod.ip: pod.requests for pod in pods
+    }
+    assert set(by_pod(metrics[f"{PREFIX}.endpoint.in_flight"]).values()) == {0}
+    ((attrs, histogram),) = metrics["http.client.request.duration"]
+    assert attrs == {
+        "server.address": WEB,
+        "server.port": 8080,
+        "http.request.method": "GET",
+        "http.response.status_code": 200,
+    }
+    assert histogram.count == 30
+    stats = transport.stats()[WEB]
+    assert (stats.requests, stats.outcomes, stats.in_flight) == (30, {"ok": 30}, 0)
+    assert {p.endpoint.ip: p.requests for p in stats.pods} == requests
+    assert all(p.mean_latency_s is not None and p.mean_latency_s > 0 for p in stats.pods)
+
+
+async def test_a_refusing_pod_shows_an_ejection_with_its_reason_then_its_readmission(
+    cluster: LocalCluster,
+    resolver: HeadlessResolver,
+    provider: MeterProvider,
+    reader: InMemoryMetricReader,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pods = await cluster.add_service("web", pods=3, port=8080)
+    health_clock = FakeClock()
+    health = PassiveHealth(base_ejection=30.0, clock=health_clock)
+    transport = HeadlessTransport(resolver, RoundRobin(health=health), meter_provider=provider)
+    pods[1].refuse = True
+    with caplog.at_level(logging.INFO, logger="headless_resolver.health"):
+        async with client(transport) as http:
+            for _ in range(9):
+                assert (await http.get(URL)).status_code == 200  # retried on another pod
+            metrics = collect(reader)
+            served = {pod.ip: pod.requests for pod in pods}
+            pods[1].refuse = False
+            health_clock.advance(31)
+            for _ in range(3):
+                await http.get(URL)
+            after = collect(reader)
+
+    refused = pods[1].ip
+    assert by_pod(metrics[f"{PREFIX}.endpoint.ejections"]) == {refused: 1}
+    ((attrs, _),) = metrics[f"{PREFIX}.endpoint.ejections"]
+    assert attrs[f"{PREFIX}.reason"] == "connect_failures"
+    assert by_pod(metrics[f"{PREFIX}.endpoint.ejected"]) == {
+        pods[0].ip: 0,
+        refused: 1,
+        pods[2].ip: 0,
+    }
+    outcomes = by_pod(metrics[f"{PREFIX}.endpoint.outcomes"], outcome="ok")
+    assert outcomes == {pods[0].ip: served[pods[0].ip], pods[2].ip: served[pods[2].ip]}
+    failed = by_pod(metrics[f"{PREFIX}.endpoint.outcomes"], outcome="connect_error")
+    assert failed == {refused: 1}
+    assert [v for _, v in metrics[f"{PREFIX}.retries"]] == [1]
+    errors = [a for a, _ in metrics["http.client.request.duration"] if "error.type" in a]
+    assert errors == [
+        {
+            "server.address": WEB,
+            "server.port": 8080,
+            "http.request.method": "GET",
+            "error.type": "ConnectError",
+        }
+    ]
+
+    readmitted = metrics_of(after, "endpoint.readmissions")
+    assert readmitted == [({"reason": "ejection_expired", "pod": refused}, 1)]
+    assert by_pod(after[f"{PREFIX}.endpoint.ejected"])[refused] == 0
+    messages = [r.getMessage() for r in caplog.records if r.name == "headless_resolver.health"]
+    assert [m.split(":")[1].split()[0] for m in messages] == ["ejected", "readmitted"]
+    assert "connect failures" in messages[0]
+
+
+def metrics_of(
+    metrics: dict[str, list[tuple[Attributes, Any]]], name: str
+) -> list[tuple[dict[str, Any], Any]]:
+    """The reason and pod of each point of ``name``, for short comparisons."""
+    return [
+        ({"reason": a[f"{PREFIX}.reason"], "pod": a["network.peer.address"]}, v)
+        for a, v in metrics.get(f"{PREFIX}.{name}", [])
+    ]
+
+
+async def test_a_pod_removed_from_dns_is_gone_from_the_next_collection(
+    cluster: LocalCluster,
+    resolver: HeadlessResolver,
+    clock: FakeClock,
+    provider: MeterProvider,
+    reader: InMemoryMetricReader,
+) -> None:
+    pods = await cluster.add_service("web", pods=3, port=8080)
+    transport = HeadlessTransport(resolver, RoundRobin(), meter_provider=provider)
+    async with client(transport) as http:
+        for _ in range(6):
+            await http.get(URL)
+        before = collect(reader)
+        await cluster.scale("web", 2)
+        clock.advance(5)
+        await resolver.resolve(WEB)
+        await eventually(lambda: len(resolver.peek(WEB) or ()) == 2)
+        for _ in range(4):
+            assert (await http.get(URL)).status_code == 200
+        after = collect(reader)
+
+    gone = pods[2].ip
+    assert gone in by_pod(before[f"{PREFIX}.endpoint.requests"])
+    for name in ("requests", "outcomes", "in_flight", "request_time", "ejected"):
+        assert gone not in by_pod(after[f"{PREFIX}.endpoint.{name}"]), name
+    assert by_pod(after[f"{PREFIX}.endpoint.requests"]) == {
+        pods[0].ip: pods[0].requests,
+        pods[1].ip: pods[1].requests,
+    }
+    service = transport.stats()[WEB]
+    assert service.requests == 10  # the departed pod's requests stay in the service's total
+    assert [p.endpoint.ip for p in service.pods if p.endpoint.ip == gone] == []
+
+    name = {f"{PREFIX}.name": WEB}
+    assert after[f"{PREFIX}.endpoints"] == [(name, 2)]
+    changes = {a[f"{PREFIX}.change"]: v for a, v in after[f"{PREFIX}.endpoint_changes"]}
+    assert changes == {"added": 0, "removed": 1}
+    stats = resolver.name_stats("web")
+    assert stats is not None
+    assert [(c.added, [e.ip for e in c.removed]) for c in stats.recent_changes] == [((), [gone])]
+    assert sorted(e.ip for e in stats.joined) == sorted(p.ip for p in pods[:2])
+
+
+async def test_per_pod_attributes_off_leaves_only_per_service_series(
+    cluster: LocalCluster,
+    resolver: HeadlessResolver,
+    provider: MeterProvider,
+    reader: InMemoryMetricReader,
+) -> None:
+    pods = await cluster.add_service("web", pods=3, port=8080)
+    pods[0].refuse = True
+    transport = HeadlessTransport(
+        resolver, LeastLatency(), meter_provider=provider, per_pod_metrics=False
+    )
+    async with client(transport) as http:
+        for _ in range(12):
+            await http.get(URL)
+
+    metrics = collect(reader)
+    pod_keys = {"network.peer.address", "network.peer.port", f"{PREFIX}.pod"}
+    for name, points in metrics.items():
+        for attrs, _ in points:
+            assert not pod_keys & attrs.keys(), name
+    service = {"server.address": WEB, "server.port": 8080, f"{PREFIX}.strategy": "LeastLatency"}
+    assert metrics[f"{PREFIX}.endpoint.requests"] == [(service, 13)]
+    assert metrics[f"{PREFIX}.endpoint.ejected"] == [(service, 1)]
+    assert f"{PREFIX}.endpoint.latency_estimate" not in metrics
+    outcomes = {a[f"{PREFIX}.outcome"]: v for a, v in metrics[f"{PREFIX}.endpoint.outcomes"]}
+    assert outcomes == {"ok": 12, "connect_error": 1}
+    assert len(transport.stats()[WEB].pods) == 3  # the snapshot still lists the pods
+
+
+async def test_least_latency_reports_its_estimate_per_pod(
+    cluster: LocalCluster,
+    resolver: HeadlessResolver,
+    provider: MeterProvider,
+    reader: InMemoryMetricReader,
+) -> None:
+    pods = await cluster.add_service("web", pods=2, port=8080)
+    pods[1].latency = 0.05
+    transport = HeadlessTransport(resolver, LeastLatency(), meter_provider=provider)
+    async with client(transport) as http:
+        for _ in range(10):
+            await http.get(URL)
+    estimates = by_pod(collect(reader)[f"{PREFIX}.endpoint.latency_estimate"])
+    assert estimates.keys() == {pod.ip for pod in pods}
+    assert estimates[pods[1].ip] >= 0.05 > estimates[pods[0].ip]
+
+
+# -- resolver -------------------------------------------------------------------------------
+
+
+async def test_a_dns_outage_shows_failures_and_stale_answers_served_logged_once(
+    cluster: LocalCluster,
+    resolver: HeadlessResolver,
+    clock: FakeClock,
+    reader: InMemoryMetricReader,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await cluster.add_service("web", pods=3, port=8080)
+    first = await resolver.resolve("web")
+    cluster.dns.servfail = True
+    with caplog.at_level(logging.WARNING, logger="headless_resolver.resolver"):
+        for _ in range(3):
+            clock.advance(5)
+            assert (await resolver.resolve("web")).stale
+            await eventually(lambda: resolver.stats.errors > 0)
+    metrics = collect(reader)
+
+    name = {f"{PREFIX}.name": WEB}
+    failures = {a["error.type"]: v for a, v in metrics[f"{PREFIX}.dns.failures"]}
+    assert failures.keys() == {"SERVFAIL"}
+    assert failures["SERVFAIL"] >= 2  # A and AAAA at least once
+    assert metrics[f"{PREFIX}.stale_served"] == [(name, 3)]
+    assert metrics[f"{PREFIX}.endpoints"] == [(name, 3)]
+    ((attrs, age),) = metrics[f"{PREFIX}.dns.since_last_answer"]
+    assert (attrs, age) == (name, 15.0)
+    refreshes = metrics[f"{PREFIX}.dns.refresh.duration"]
+    assert {a.get("error.type") for a, _ in refreshes} == {None, "SERVFAIL"}
+    stats = resolver.name_stats("web")
+    assert stats is not None
+    assert (stats.stale, stats.stale_served, stats.since_last_answer) == (True, 3, 15.0)
+    assert stats.queries == sum(v for _, v in metrics[f"{PREFIX}.dns.queries"])
+    assert stats.version == first.version
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "serving the last good set (3 endpoints)" in warnings[0].getMessage()
+
+
+async def test_negative_answers_are_counted_per_name(
+    cluster: LocalCluster, resolver: HeadlessResolver, reader: InMemoryMetricReader
+) -> None:
+    await cluster.add_service("web", pods=1, port=8080)
+    await cluster.remove_service("web")
+    with pytest.raises(Exception, match="NXDOMAIN"):
+        await resolver.resolve(WEB)
+    metrics = collect(reader)
+    assert metrics[f"{PREFIX}.dns.negative_answers"] == [({f"{PREFIX}.name": WEB}, 1)]
+    assert metrics[f"{PREFIX}.dns.queries"] == [({f"{PREFIX}.name": WEB}, 2)]  # A and AAAA
+
+
+async def test_two_resolvers_on_one_provider_report_side_by_side(
+    cluster: LocalCluster, provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    await cluster.add_service("web", pods=2, port=8080)
+    await cluster.add_service("api", pods=1, port=8080)
+    async with (
+        HeadlessResolver([cluster.nameserver], meter_provider=provider) as one,
+        HeadlessResolver([cluster.nameserver], meter_provider=provider) as two,
+    ):
+        await one.resolve("web")
+        await two.resolve("api")
+        sizes = collect(reader)[f"{PREFIX}.endpoints"]
+    assert sorted((a[f"{PREFIX}.name"], v) for a, v in sizes) == [
+        ("api.default.svc.cluster.local", 1),
+        (WEB, 2),
+    ]
+
+
+async def test_an_evicted_name_leaves_the_next_collection(
+    cluster: LocalCluster, provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    await cluster.add_service("web", pods=2, port=8080)
+    await cluster.add_service("api", pods=1, port=8080)
+    async with HeadlessResolver(
+        [cluster.nameserver], meter_provider=provider, max_entries=1
+    ) as resolver:
+        await resolver.resolve("web")
+        await resolver.resolve("api")
+        sizes = collect(reader)[f"{PREFIX}.endpoints"]
+    assert [a[f"{PREFIX}.name"] for a, _ in sizes] == ["api.default.svc.cluster.local"]
+
+
+# -- logs -----------------------------------------------------------------------------------
+
+
+def test_a_rate_limited_warning_repeats_once_per_interval_and_counts_what_it_held(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    log = RateLimitedLog(logging.getLogger("headless_resolver.resolver"), interval=60, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="headless_resolver"):
+        assert log.warning("web", "%s: down", "web")
+        for _ in range(5):
+            clock.advance(10)
+            assert not log.warning("web", "%s: down", "web")
+        assert log.warning("api", "%s: down", "api")  # another key is not held back
+        clock.advance(10)
+        assert log.warning("web", "%s: down", "web")
+        log.forget("web")
+        assert log.warning("web", "%s: down", "web")
+    assert [r.getMessage() for r in caplog.records] == [
+        "web: down",
+        "api: down",
+        "web: down (5 similar lines held back in the last 60 s)",
+        "web: down",
+    ]
