@@ -6,8 +6,13 @@ collects exactly what an exporter would.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
+import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +28,7 @@ from headless_resolver import (
     RoundRobin,
 )
 from headless_resolver._logs import RateLimitedLog
+from headless_resolver._metrics import INSTRUMENTS
 from headless_resolver.testing import LocalCluster
 from tests.clocks import FakeClock
 from tests.waiting import eventually
@@ -390,3 +396,68 @@ def test_a_rate_limited_warning_repeats_once_per_interval_and_counts_what_it_hel
         "web: down (5 similar lines held back in the last 60 s)",
         "web: down",
     ]
+
+
+# -- README ---------------------------------------------------------------------------------
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"## {title}\n")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_the_readme_table_lists_every_instrument_as_it_is() -> None:
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in readme_section("Metrics").splitlines()
+        if line.startswith("| `")
+    ]
+    assert [
+        (name.strip("`"), kind, unit.strip("`"), attributes.replace("`", ""))
+        for name, kind, unit, attributes, _ in rows
+    ] == [(i.name, i.kind, i.unit, ", ".join(i.attributes)) for i in INSTRUMENTS]
+
+
+async def test_the_readme_prometheus_example_exports_the_metrics(cluster: LocalCluster) -> None:
+    await cluster.add_service("web", pods=2, port=8080)
+    (example,) = re.findall(r"```python\n(.*?)```", readme_section("Metrics"), flags=re.DOTALL)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    resolver = f"HeadlessResolver([{cluster.nameserver!r}], meter_provider"
+    plain = "httpx.AsyncClient(transport=transport, trust_env=False)"
+    for old, new in (
+        ("9464", str(port)),
+        ("HeadlessResolver(meter_provider", resolver),
+        ("httpx.AsyncClient(transport=transport)", plain),
+    ):
+        assert old in example
+        example = example.replace(old, new)
+    scrape = (
+        "\nimport urllib.request\n"
+        f"url = 'http://127.0.0.1:{port}/metrics'\n"
+        "print(urllib.request.urlopen(url).read().decode())\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", example + scrape, stdout=asyncio.subprocess.PIPE
+    )
+    stdout, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0
+    exported = stdout.decode()
+    pods = {pod.ip: pod.requests for pod in cluster.pods("web")}
+    assert sorted(pods.values()) == [0, 1]
+    served = next(ip for ip, count in pods.items() if count)
+    lines = [
+        line
+        for line in exported.splitlines()
+        if line.startswith(f"{PREFIX}_endpoint_requests_total{{")
+    ]
+    assert len(lines) == 1, exported
+    assert f'network_peer_address="{served}"' in lines[0]
+    assert lines[0].endswith(" 1.0")
+    for name in ("http_client_request_duration_seconds_bucket", f"{PREFIX}_dns_queries_total"):
+        assert f"\n{name}{{" in exported

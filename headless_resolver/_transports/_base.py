@@ -20,6 +20,7 @@ from opentelemetry.metrics import MeterProvider
 from tenacity import BaseRetrying, retry_if_exception, stop_after_attempt
 
 from headless_resolver._endpoints import Endpoint, EndpointSet
+from headless_resolver._logs import transport_log as logger
 from headless_resolver._metrics import Outcome, TransportRecorder, TransportStats
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import LeastLatency, RoundRobin, Strategy
@@ -152,6 +153,14 @@ class BaseHeadlessTransport(Generic[T]):
         latency = time.perf_counter() - started
         self._strategy.observe(endpoint, latency, False)
         attempts.last_error = exc
+        logger.debug(
+            "%s: attempt on %s failed after %.1f ms: %s: %s",
+            attempts.route.host,
+            endpoint.netloc(attempts.route.default_port),
+            latency * 1000,
+            type(exc).__name__,
+            exc,
+        )
         if attempts.pod is not None:
             outcome = (
                 Outcome.CLIENT
