@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -129,8 +129,11 @@ def stats_json(stats: NameStats, now: datetime) -> str:
     return json.dumps(document)
 
 
-def render_traffic(service: ServiceStats) -> str:
-    """The transport's view of one service: per pod requests, in flight, latency, ejection."""
+def render_traffic(service: ServiceStats, names: Mapping[str, str] | None = None) -> str:
+    """The transport's view of one service: per pod requests, in flight, latency, ejection.
+
+    ``names`` labels pods by IP where DNS gave no hostname (A records)."""
+    names = names or {}
     rows = [("POD", "ADDRESS", "REQUESTS", "IN FLIGHT", "FAILED", "MEAN MS", "EJECTED")]
     for pod in sorted(service.pods, key=lambda p: _order(p.endpoint)):
         failed = sum(n for o, n in pod.outcomes.items() if o not in (Outcome.OK, Outcome.CLIENT))
@@ -140,7 +143,7 @@ def render_traffic(service: ServiceStats) -> str:
             ejected += f" ({', '.join(f'{r} {n}' for r, n in sorted(pod.ejections.items()))})"
         rows.append(
             (
-                pod.endpoint.hostname or "-",
+                pod.endpoint.hostname or names.get(pod.endpoint.ip, "-"),
                 pod.endpoint.netloc(),
                 str(pod.requests),
                 str(pod.in_flight),

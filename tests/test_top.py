@@ -145,3 +145,29 @@ async def run(*args: str) -> tuple[int, str, str]:
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=25)
     assert process.returncode is not None
     return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_the_demo_ends_with_the_transport_view_of_each_pod() -> None:
+    from headless_resolver._demo import run_demo
+
+    out = io.StringIO()
+    await run_demo(pods=3, seconds=3, out=out, progress=io.StringIO())
+
+    text = out.getvalue()
+    view = text[text.index("least-latency's own view") :].splitlines()
+    assert view[1].startswith(f"{FQDN}: ")
+    assert view[2].split() == [
+        "POD",
+        "ADDRESS",
+        "REQUESTS",
+        "IN",
+        "FLIGHT",
+        "FAILED",
+        "MEAN",
+        "MS",
+        "EJECTED",
+    ]
+    rows = {line.split()[0]: line.split() for line in view[3:]}
+    assert sorted(rows) == ["web-0", "web-1", "web-2"]  # the added pods left with the scale-down
+    assert all(int(row[2]) > 0 for row in rows.values())
+    assert rows["web-2"][6:8] == ["yes", "(connect_failures"]  # it crashed, still in DNS
