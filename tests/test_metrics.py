@@ -168,7 +168,7 @@ async def test_a_refusing_pod_shows_an_ejection_with_its_reason_then_its_readmis
     }
     outcomes = by_pod(metrics[f"{PREFIX}.endpoint.outcomes"], outcome="ok")
     assert outcomes == {pods[0].ip: served[pods[0].ip], pods[2].ip: served[pods[2].ip]}
-    failed = by_pod(metrics[f"{PREFIX}.endpoint.outcomes"], outcome="connect_error")
+    failed = by_pod(metrics[f"{PREFIX}.endpoint.outcomes"], outcome="connect_failure")
     assert failed == {refused: 1}
     assert [v for _, v in metrics[f"{PREFIX}.retries"]] == [1]
     errors = [a for a, _ in metrics["http.client.request.duration"] if "error.type" in a]
@@ -267,7 +267,7 @@ async def test_per_pod_attributes_off_leaves_only_per_service_series(
     assert metrics[f"{PREFIX}.endpoint.ejected"] == [(service, 1)]
     assert f"{PREFIX}.endpoint.latency_estimate" not in metrics
     outcomes = {a[f"{PREFIX}.outcome"]: v for a, v in metrics[f"{PREFIX}.endpoint.outcomes"]}
-    assert outcomes == {"ok": 12, "connect_error": 1}
+    assert outcomes == {"ok": 12, "connect_failure": 1}
     assert len(transport.stats()[WEB].pods) == 3  # the snapshot still lists the pods
 
 

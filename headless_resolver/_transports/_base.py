@@ -167,7 +167,7 @@ class BaseHeadlessTransport(Generic[T]):
                 if isinstance(exc, httpx.PoolTimeout)
                 else Outcome.TIMEOUT
                 if isinstance(exc, httpx.TimeoutException)
-                else Outcome.CONNECT_ERROR
+                else Outcome.CONNECT_FAILURE
             )
             method = attempts.method
             self._recorder.finished(
@@ -197,7 +197,7 @@ class BaseHeadlessTransport(Generic[T]):
         if attempts.pod is not None:
             self._recorder.finished(
                 attempts.pod,
-                Outcome.OK if ok else Outcome.FAILED_STATUS,
+                Outcome.OK if ok else Outcome.FAILING_STATUS,
                 latency,
                 request.method,
                 status=status,
