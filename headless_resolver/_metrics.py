@@ -712,6 +712,8 @@ class TransportRecorder:
         self._estimate = estimate
         self._services: dict[str, _ServiceRecord] = {}
         self._versions: dict[str, int] = {}
+        self._lock = threading.Lock()
+        """Taken only to add or drop records (the sync transport's threads race for them)."""
         instruments = _instruments(meter_provider)
         self._request_duration = instruments.request_duration
         instruments.transports.add(self)
@@ -727,7 +729,10 @@ class TransportRecorder:
             service = self._follow(endpoints, host, port)
         pod = service.pods.get(endpoint)
         if pod is None:
-            pod = service.pods[endpoint] = PodRecord(service, endpoint)
+            with self._lock:
+                pod = service.pods.get(endpoint)
+                if pod is None:
+                    pod = service.pods[endpoint] = PodRecord(service, endpoint)
         pod.requests += 1
         pod.in_flight += 1
         return pod
@@ -747,7 +752,8 @@ class TransportRecorder:
         pod.outcomes[outcome] = pod.outcomes.get(outcome, 0) + 1
         service = pod.service
         if pod.departing and not pod.in_flight:
-            service.depart(pod)
+            with self._lock:
+                service.depart(pod)
         if outcome is not Outcome.CLIENT:
             pod.request_time += seconds
             self._request_duration.record(seconds, service.duration_attrs(method, status, error))
@@ -772,20 +778,21 @@ class TransportRecorder:
 
     def _follow(self, endpoints: EndpointSet, host: str, port: int) -> _ServiceRecord:
         """Start or update the service's record for a new version of its set."""
-        service = self._services.get(endpoints.name)
-        if service is None:
-            service = _ServiceRecord(endpoints.name, host, port, self._strategy)
-            self._services[endpoints.name] = service
-        members = endpoints.members
-        for endpoint, pod in list(service.pods.items()):
-            if endpoint in members:
-                pod.departing = False
-            elif pod.in_flight:
-                pod.departing = True
-            else:
-                service.depart(pod)
-        self._versions[endpoints.name] = endpoints.version
-        return service
+        with self._lock:
+            service = self._services.get(endpoints.name)
+            if service is None:
+                service = _ServiceRecord(endpoints.name, host, port, self._strategy)
+                self._services[endpoints.name] = service
+            members = endpoints.members
+            for endpoint, pod in list(service.pods.items()):
+                if endpoint in members:
+                    pod.departing = False
+                elif pod.in_flight:
+                    pod.departing = True
+                else:
+                    service.depart(pod)
+            self._versions[endpoints.name] = endpoints.version
+            return service
 
     # snapshot
 

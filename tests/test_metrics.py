@@ -12,6 +12,7 @@ import re
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,13 @@ from headless_resolver import (
     LeastLatency,
     PassiveHealth,
     RoundRobin,
+    SyncHeadlessTransport,
 )
 from headless_resolver._logs import RateLimitedLog
 from headless_resolver._metrics import INSTRUMENTS
 from headless_resolver.testing import LocalCluster
 from tests.clocks import FakeClock
+from tests.test_sync_transport import ClusterThread
 from tests.waiting import eventually
 
 WEB = "web.default.svc.cluster.local"
@@ -461,3 +464,25 @@ async def test_the_readme_prometheus_example_exports_the_metrics(cluster: LocalC
     assert lines[0].endswith(" 1.0")
     for name in ("http_client_request_duration_seconds_bucket", f"{PREFIX}_dns_queries_total"):
         assert f"\n{name}{{" in exported
+
+
+def test_the_sync_transport_counts_every_request_of_8_threads(
+    provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    cluster = ClusterThread()
+    try:
+        pods = cluster.run(cluster.cluster.add_service("web", pods=3))
+        transport = SyncHeadlessTransport(
+            HeadlessResolver([cluster.cluster.nameserver]), meter_provider=provider
+        )
+        with (
+            httpx.Client(transport=transport, trust_env=False, timeout=5.0) as http,
+            ThreadPoolExecutor(8) as threads,
+        ):
+            statuses = list(threads.map(lambda _: http.get(URL).status_code, range(240)))
+        requests = by_pod(collect(reader)[f"{PREFIX}.endpoint.requests"])
+    finally:
+        cluster.close()
+    assert statuses == [200] * 240
+    assert requests == {pod.ip: pod.requests for pod in pods}
+    assert sum(requests.values()) == 240
