@@ -362,14 +362,23 @@ class _Instruments:
 
 
 _by_provider: weakref.WeakKeyDictionary[MeterProvider, _Instruments] = weakref.WeakKeyDictionary()
+_global: list[_Instruments] = []
 _by_provider_lock = threading.Lock()
 
 
 def _instruments(provider: MeterProvider | None) -> _Instruments:
-    """The shared instruments of ``provider`` (None: the global one, as set now or later)."""
-    if provider is None:
-        provider = otel.get_meter_provider()
+    """The shared instruments of ``provider``; None: the global one, as set now or later.
+
+    The global provider's instruments are made once, on whatever it is then: before the
+    application sets one, that is the API's proxy, which forwards to the provider set later.
+    Making them again on the provider set later would register every name twice with it,
+    and the SDK keeps only the first registration's callbacks.
+    """
     with _by_provider_lock:
+        if provider is None or provider is otel.get_meter_provider():
+            if not _global:
+                _global.append(_Instruments(otel.get_meter_provider()))
+            return _global[0]
         instruments = _by_provider.get(provider)
         if instruments is None:
             instruments = _by_provider[provider] = _Instruments(provider)
@@ -435,9 +444,13 @@ class ResolverRecorder:
     ) -> None:
         self._clock = clock
         self._names: dict[str, _NameRecord] = {}
-        instruments = _instruments(meter_provider)
-        self._refresh_duration = instruments.refresh_duration
-        instruments.resolvers.add(self)
+        self._instruments = _instruments(meter_provider)
+        self._refresh_duration = self._instruments.refresh_duration
+        self._instruments.resolvers.add(self)
+
+    def close(self) -> None:
+        """Stop reporting: the next collection has none of this resolver's series."""
+        self._instruments.resolvers.discard(self)
 
     # hooks
 
@@ -714,9 +727,13 @@ class TransportRecorder:
         self._versions: dict[str, int] = {}
         self._lock = threading.Lock()
         """Taken only to add or drop records (the sync transport's threads race for them)."""
-        instruments = _instruments(meter_provider)
-        self._request_duration = instruments.request_duration
-        instruments.transports.add(self)
+        self._instruments = _instruments(meter_provider)
+        self._request_duration = self._instruments.request_duration
+        self._instruments.transports.add(self)
+
+    def close(self) -> None:
+        """Stop reporting: the next collection has none of this transport's series."""
+        self._instruments.transports.discard(self)
 
     # hooks
 

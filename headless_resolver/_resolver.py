@@ -339,6 +339,7 @@ class HeadlessResolver:
         if self._closed:
             return
         self._closed = True
+        self._recorder.close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

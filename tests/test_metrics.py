@@ -7,6 +7,7 @@ collects exactly what an exporter would.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import socket
@@ -113,8 +114,8 @@ async def test_per_pod_request_counts_sum_to_n_and_match_what_the_pods_saw(
     async with client(transport) as http:
         for _ in range(30):
             assert (await http.get(URL)).status_code == 200
+        metrics = collect(reader)
 
-    metrics = collect(reader)
     requests = by_pod(metrics[f"{PREFIX}.endpoint.requests"])
     assert requests == {pod.ip: pod.requests for pod in pods}
     assert sum(requests.values()) == 30
@@ -259,8 +260,8 @@ async def test_per_pod_attributes_off_leaves_only_per_service_series(
     async with client(transport) as http:
         for _ in range(12):
             await http.get(URL)
+        metrics = collect(reader)
 
-    metrics = collect(reader)
     pod_keys = {"network.peer.address", "network.peer.port", f"{PREFIX}.pod"}
     for name, points in metrics.items():
         for attrs, _ in points:
@@ -286,7 +287,7 @@ async def test_least_latency_reports_its_estimate_per_pod(
     async with client(transport) as http:
         for _ in range(10):
             await http.get(URL)
-    estimates = by_pod(collect(reader)[f"{PREFIX}.endpoint.latency_estimate"])
+        estimates = by_pod(collect(reader)[f"{PREFIX}.endpoint.latency_estimate"])
     assert estimates.keys() == {pod.ip for pod in pods}
     assert estimates[pods[1].ip] >= 0.05 > estimates[pods[0].ip]
 
@@ -433,20 +434,19 @@ async def test_the_readme_prometheus_example_exports_the_metrics(cluster: LocalC
         port = probe.getsockname()[1]
     resolver = f"HeadlessResolver([{cluster.nameserver!r}], meter_provider"
     plain = "httpx.AsyncClient(transport=transport, trust_env=False)"
+    get = 'await client.get("http://web.default.svc.cluster.local:8080/")'
+    scrape = f"{get}\n            print(urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
     for old, new in (
         ("9464", str(port)),
         ("HeadlessResolver(meter_provider", resolver),
         ("httpx.AsyncClient(transport=transport)", plain),
+        (get, scrape),  # while the client is open, as a scrape would come in a running app
     ):
         assert old in example
         example = example.replace(old, new)
-    scrape = (
-        "\nimport urllib.request\n"
-        f"url = 'http://127.0.0.1:{port}/metrics'\n"
-        "print(urllib.request.urlopen(url).read().decode())\n"
-    )
+    example = "from urllib.request import urlopen\n" + example
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", example + scrape, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", example, stdout=asyncio.subprocess.PIPE
     )
     stdout, _ = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 0
@@ -480,9 +480,70 @@ def test_the_sync_transport_counts_every_request_of_8_threads(
             ThreadPoolExecutor(8) as threads,
         ):
             statuses = list(threads.map(lambda _: http.get(URL).status_code, range(240)))
-        requests = by_pod(collect(reader)[f"{PREFIX}.endpoint.requests"])
+            requests = by_pod(collect(reader)[f"{PREFIX}.endpoint.requests"])
     finally:
         cluster.close()
     assert statuses == [200] * 240
     assert requests == {pod.ip: pod.requests for pod in pods}
     assert sum(requests.values()) == 240
+
+
+GLOBAL_PROVIDER_SET_LATE = """
+import asyncio, json, sys
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from headless_resolver import HeadlessResolver
+
+def sizes(data):
+    return {
+        point.attributes["headless_resolver.name"]: point.value
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "headless_resolver.endpoints"
+        for point in m.data.data_points
+    }
+
+async def main(nameserver):
+    before = HeadlessResolver([nameserver])  # the global provider is still the API's proxy
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics.set_meter_provider(provider)
+    after = HeadlessResolver([nameserver])
+    explicit = HeadlessResolver([nameserver], meter_provider=provider)
+    for resolver, name in ((before, "web"), (after, "api"), (explicit, "db")):
+        await resolver.resolve(name)
+    open_ = sizes(reader.get_metrics_data())
+    for resolver in (before, after, explicit):
+        await resolver.aclose()
+    print(json.dumps([open_, sizes(reader.get_metrics_data())]))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_the_global_provider_set_after_a_resolver_was_made_gets_every_resolver(
+    cluster: LocalCluster,
+) -> None:
+    for name, pods in (("web", 3), ("api", 2), ("db", 1)):
+        await cluster.add_service(name, pods=pods, port=8080)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        GLOBAL_PROVIDER_SET_LATE,
+        cluster.nameserver,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, stderr.decode()
+    assert b"already" not in stderr  # no instrument registered twice
+    assert json.loads(stdout) == [
+        {
+            "web.default.svc.cluster.local": 3,
+            "api.default.svc.cluster.local": 2,
+            "db.default.svc.cluster.local": 1,
+        },
+        {},  # closed resolvers report nothing
+    ]

@@ -117,8 +117,10 @@ class BaseHeadlessTransport(Generic[T]):
         return self._recorder.stats()
 
     def _stop_recording(self) -> None:
-        """Health outlives the transport when the strategy is shared: stop listening to it."""
+        """Health outlives the transport when the strategy is shared: stop listening to it,
+        and stop reporting."""
         self._strategy.health.remove_listener(self._recorder)
+        self._recorder.close()
 
     def pools(self) -> list[tuple[str, int, str]]:
         """``(pod IP, port, TLS name)`` of the open per-pod pools."""
