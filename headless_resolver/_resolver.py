@@ -503,7 +503,9 @@ class HeadlessResolver:
                 now = self._clock()
                 self._recorder.refresh_failed(record, now - started, exc.rcode, entry.endpoints)
                 if not entry.record_failure(exc, now):
-                    self._warnings.warning(entry.name, "%s: %s; no set to serve", entry.name, exc)
+                    logger.debug(
+                        "%s: %s; no set to serve: the callers get the error", entry.name, exc
+                    )
                     raise
                 self._warnings.warning(
                     entry.name,
