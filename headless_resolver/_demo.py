@@ -166,6 +166,7 @@ async def run_demo(
         ):
             stack.enter_context(system_resolution_via(cluster.nameserver, DOMAIN))
             least_latency = HeadlessTransport(resolver, LeastLatency())
+            names = {p.ip: p.hostname for p in originals}  # and the pods added later
             clients = [
                 httpx.AsyncClient(transport=HeadlessTransport(resolver, RoundRobin())),
                 httpx.AsyncClient(transport=least_latency),
@@ -190,6 +191,7 @@ async def run_demo(
                 await cluster.scale(SERVICE, pods + EXTRA_PODS)
                 report.scaled_up_at = time.monotonic()
                 report.new_pods = [p.hostname for p in cluster.pods(SERVICE)[pods:]]
+                names.update((p.ip, p.hostname) for p in cluster.pods(SERVICE))
                 note(f"scaled {pods} -> {pods + EXTRA_PODS}")
                 await asyncio.sleep(at(FAIL_AT))
                 failing.refuse = True  # crashed: new connections refused,
@@ -212,7 +214,6 @@ async def run_demo(
                 ticker.cancel()
             display.done()
             traffic = least_latency.stats()[HOST]
-            names = {p.ip: p.hostname for p in originals + cluster.pods(SERVICE)}
         report.all_pods = [p.hostname for p in originals] + report.new_pods
     out.write(render_summary(report))
     out.write("\nleast-latency's own view at the end (transport.stats(), as the metrics):\n")

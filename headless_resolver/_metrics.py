@@ -165,9 +165,10 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     Instrument(
         f"{PREFIX}.dns.failures",
         "ObservableCounter",
-        "{query}",
+        "{lookup}",
         (NAME, ERROR_TYPE),
-        "DNS queries that failed, by reason: TIMEOUT, SERVFAIL, REFUSED, NETWORK, ...",
+        "lookups of the name that failed after every attempt, by the last one's reason:"
+        " TIMEOUT, SERVFAIL, REFUSED, NETWORK, ...",
     ),
     Instrument(
         f"{PREFIX}.dns.negative_answers",
@@ -242,6 +243,7 @@ class NameStats:
     stale: bool
     queries: int
     failures: Mapping[str, int]
+    """Lookups that failed after every attempt, by the last attempt's reason (``TIMEOUT``...)."""
     negative_answers: int
     stale_served: int
     refreshes: int
@@ -476,13 +478,6 @@ class ResolverRecorder:
         if record is not None:
             record.queries += 1
 
-    @staticmethod
-    def query_failed(reason: str | None) -> None:
-        record = _refreshing.get()
-        if record is not None:
-            key = reason or "OTHER"
-            record.failures[key] = record.failures.get(key, 0) + 1
-
     def refreshed(
         self,
         record: _NameRecord,
@@ -504,8 +499,11 @@ class ResolverRecorder:
     def refresh_failed(
         self, record: _NameRecord, seconds: float, reason: str | None, current: EndpointSet
     ) -> None:
+        """The lookup failed after every attempt, for ``reason`` (the last attempt's)."""
+        reason = reason or "OTHER"
+        record.failures[reason] = record.failures.get(reason, 0) + 1
         record.last_refresh_s = seconds
-        attrs = {**record.attrs, ERROR_TYPE: reason or "OTHER"}
+        attrs = {**record.attrs, ERROR_TYPE: reason}
         self._refresh_duration.record(seconds, attrs)
         self._moved(record, current, current, self._clock())
 

@@ -627,17 +627,13 @@ class HeadlessResolver:
         self.stats.queries += 1
         self._recorder.query()
         try:
-            try:
-                async with asyncio.timeout(self._timeout * 1.25):
-                    answer = await self._backend.query(name, rdtype)
-            except TimeoutError:
-                raise ResolutionError(
-                    f"{name} {rdtype}: no answer within {self._timeout} s",
-                    name=name,
-                    rcode="TIMEOUT",
-                ) from None
+            async with asyncio.timeout(self._timeout * 1.25):
+                answer = await self._backend.query(name, rdtype)
+        except TimeoutError:
+            raise ResolutionError(
+                f"{name} {rdtype}: no answer within {self._timeout} s", name=name, rcode="TIMEOUT"
+            ) from None
         except ResolutionError as exc:
-            self._recorder.query_failed(exc.rcode)
             logger.debug("query %s %s failed: %s", name, rdtype, exc)
             raise
         logger.debug(
@@ -649,7 +645,6 @@ class HeadlessResolver:
             answer.ttl if answer.ttl is not None else answer.negative_ttl,
         )
         if answer.truncated and not (answer.addresses or answer.srv):
-            self._recorder.query_failed("TRUNCATED")
             raise ResolutionError(
                 f"{name} {rdtype}: answer too large even over TCP, and no record arrived",
                 name=name,

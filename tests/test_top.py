@@ -168,6 +168,7 @@ async def test_the_demo_ends_with_the_transport_view_of_each_pod() -> None:
         "EJECTED",
     ]
     rows = {line.split()[0]: line.split() for line in view[3:]}
-    assert sorted(rows) == ["web-0", "web-1", "web-2"]  # the added pods left with the scale-down
+    # The pods added mid-run are listed until the transport sees the set without them.
+    assert {"web-0", "web-1", "web-2"} <= rows.keys() <= {f"web-{n}" for n in range(5)}
     assert all(int(row[2]) > 0 for row in rows.values())
     assert rows["web-2"][6:8] == ["yes", "(connect_failures"]  # it crashed, still in DNS
