@@ -11,10 +11,11 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from headless_resolver import HeadlessResolver, cli
-from headless_resolver._top import CLEAR, run_top
+from headless_resolver import HeadlessResolver, HeadlessTransport, RoundRobin, cli
+from headless_resolver._top import CLEAR, render_traffic, run_top
 from headless_resolver.testing import LocalCluster
 from tests.waiting import eventually
 
@@ -171,4 +172,24 @@ async def test_the_demo_ends_with_the_transport_view_of_each_pod() -> None:
     # The pods added mid-run are listed until the transport sees the set without them.
     assert {"web-0", "web-1", "web-2"} <= rows.keys() <= {f"web-{n}" for n in range(5)}
     assert all(int(row[2]) > 0 for row in rows.values())
-    assert rows["web-2"][6:8] == ["yes", "(connect_failures"]  # it crashed, still in DNS
+
+
+async def test_the_transport_view_shows_each_pods_traffic_and_why_it_was_ejected(
+    cluster: LocalCluster,
+) -> None:
+    pods = cluster.pods("web")
+    pods[1].refuse = True
+    async with HeadlessResolver([cluster.nameserver]) as resolver:
+        transport = HeadlessTransport(resolver, RoundRobin(), srv_from_scheme=True)
+        async with httpx.AsyncClient(transport=transport, trust_env=False) as http:
+            for _ in range(8):
+                assert (await http.get(f"http://{FQDN}/")).status_code == 200
+        view = render_traffic(transport.stats()[FQDN]).splitlines()
+
+    assert view[0] == f"{FQDN}: 9 requests, 1 retried on another pod, 0 in flight"
+    rows = [line.split() for line in view[2:]]
+    assert [row[:3] for row in rows] == [
+        [pod.hostname, f"{pod.ip}:8080", str(pod.requests + (pod is pods[1]))] for pod in pods
+    ]
+    assert [row[3:5] for row in rows] == [["0", "0"], ["0", "1"], ["0", "0"]]
+    assert [row[6:] for row in rows] == [["-"], ["yes", "(connect_failures", "1)"], ["-"]]
