@@ -1,23 +1,34 @@
 """Client-side service discovery and load balancing over Kubernetes headless Services."""
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
+from headless_resolver._dns import DnsAnswer, DnsBackend, RecordType, SrvRecord
 from headless_resolver._endpoints import Endpoint, EndpointSet
 from headless_resolver._errors import (
+    FailureReason,
     HeadlessResolverError,
+    InvalidArgument,
     InvalidServiceName,
     NoEndpointsAvailable,
     ResolutionError,
+    ResolverClosed,
     ServiceNotFound,
 )
 from headless_resolver._health import PassiveHealth
 from headless_resolver._metrics import NameStats, PodStats, ServiceStats, TransportStats
+from headless_resolver._names import NameLookup, PortRef, ServiceName
 from headless_resolver._resolver import HeadlessResolver, ResolverStats
 from headless_resolver._strategies import LeastLatency, RoundRobin, Sticky, Strategy
 from headless_resolver._transports import HeadlessTransport, SyncHeadlessTransport
 
 if TYPE_CHECKING:
     from headless_resolver._aiohttp import HeadlessAiohttpResolver
+
+try:
+    __version__ = version("headless-resolver")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name: str) -> object:
@@ -30,23 +41,33 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "DnsAnswer",
+    "DnsBackend",
     "Endpoint",
     "EndpointSet",
+    "FailureReason",
     "HeadlessAiohttpResolver",
     "HeadlessResolver",
     "HeadlessResolverError",
     "HeadlessTransport",
+    "InvalidArgument",
     "InvalidServiceName",
     "LeastLatency",
+    "NameLookup",
     "NameStats",
     "NoEndpointsAvailable",
     "PassiveHealth",
     "PodStats",
+    "PortRef",
+    "RecordType",
     "ResolutionError",
+    "ResolverClosed",
     "ResolverStats",
     "RoundRobin",
+    "ServiceName",
     "ServiceNotFound",
     "ServiceStats",
+    "SrvRecord",
     "Sticky",
     "Strategy",
     "SyncHeadlessTransport",

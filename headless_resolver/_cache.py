@@ -15,20 +15,15 @@ from typing import TypeVar
 from cachetools import LRUCache
 
 from headless_resolver._endpoints import Endpoint, EndpointSet
-from headless_resolver._errors import ResolutionError, ServiceNotFound
+from headless_resolver._errors import InvalidArgument, ResolutionError, ServiceNotFound
 
 NEVER = -math.inf
 
 
 @dataclass(frozen=True, slots=True)
 class CachePolicy:
-    """How long answers live.
-
-    ``negative_grace``: after a non-empty set, NXDOMAIN or an empty answer must persist this
-    long before the set empties. CoreDNS answers NXDOMAIN while no pod is ready and briefly
-    during restarts and informer resyncs; 10 s rides those out while a real scale to zero
-    still shows within about 10 s plus one negative TTL.
-    """
+    """How long answers live: the resolver's options of the same names (README, "Options",
+    says why each default is what it is)."""
 
     min_ttl: float = 1.0
     max_ttl: float = 300.0
@@ -44,19 +39,21 @@ class CachePolicy:
         for field_name in ("min_ttl", "max_ttl", "negative_ttl_cap", "stale_ttl"):
             value = getattr(self, field_name)
             if not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"{field_name}: {value!r} must be a number >= 0")
+                raise InvalidArgument(f"{field_name}: {value!r} must be a number >= 0")
         if self.min_ttl <= 0 or self.negative_ttl_cap <= 0:
-            raise ValueError(
+            raise InvalidArgument(
                 "min_ttl and negative_ttl_cap must be positive: a zero TTL requeries without pause"
             )
         if self.min_ttl > self.max_ttl:
-            raise ValueError(f"min_ttl {self.min_ttl} is above max_ttl {self.max_ttl}")
+            raise InvalidArgument(f"min_ttl {self.min_ttl} is above max_ttl {self.max_ttl}")
         if self.negative_grace < 0:
-            raise ValueError(f"negative_grace: {self.negative_grace!r} must be >= 0")
+            raise InvalidArgument(f"negative_grace: {self.negative_grace!r} must be >= 0")
         if self.refresh_ahead is not None and not 0 < self.refresh_ahead < 1:
-            raise ValueError(f"refresh_ahead: {self.refresh_ahead!r} must be in (0, 1) or None")
+            raise InvalidArgument(
+                f"refresh_ahead: {self.refresh_ahead!r} must be in (0, 1) or None"
+            )
         if not 0 <= self.jitter < 1:
-            raise ValueError(f"jitter: {self.jitter!r} must be in [0, 1)")
+            raise InvalidArgument(f"jitter: {self.jitter!r} must be in [0, 1)")
 
     def positive_ttl(self, ttl: float | None) -> float:
         if ttl is None:
@@ -135,8 +132,9 @@ class Entry:
     def stale(self, now: float) -> EndpointSet | None:
         """The last good set marked stale, while it may still be served (RFC 8767), else None.
 
-        For callers that arrive after expiry while a refresh is still out: DNS has then been
-        slow for a fifth of the TTL already, and the request should not wait for it too.
+        For callers that arrive after expiry while a refresh is still out: with refresh-ahead
+        on, DNS has then been slow since the refresh point already (the default ``0.8`` leaves
+        a fifth of the TTL), and the request should not wait for it too.
         """
         if self.endpoints and now < self.stale_until:
             return self.endpoints.replace(stale=True)

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
+from headless_resolver._errors import InvalidArgument
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -37,9 +39,9 @@ class Endpoint:
         try:
             ipaddress.ip_address(self.ip)
         except ValueError:
-            raise ValueError(f"Endpoint.ip: {self.ip!r} is not an IP address") from None
+            raise InvalidArgument(f"Endpoint.ip: {self.ip!r} is not an IP address") from None
         if self.port is not None and not 0 < self.port < 65536:
-            raise ValueError(f"Endpoint.port: {self.port!r} is not in 1..65535")
+            raise InvalidArgument(f"Endpoint.port: {self.port!r} is not in 1..65535")
 
 
 class EndpointSet(Sequence[Endpoint]):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from headless_resolver._endpoints import Endpoint
+from headless_resolver._errors import InvalidArgument
 from headless_resolver._logs import health_log as logger
 
 DEFAULT_FAILURE_STATUSES = frozenset({502, 503, 504})
@@ -59,6 +60,16 @@ class PassiveHealth:
 
     Thread safety: :meth:`is_ejected` on a healthy endpoint is one dict lookup and takes no
     lock; every state transition (count, eject, readmit, forget) happens under one lock.
+
+    Parameters:
+        consecutive_connect_failures: refused or reset connections in a row that eject (1).
+        consecutive_status_failures: answers in ``failure_statuses`` in a row that eject (5).
+        failure_statuses: the statuses that count as failures (502, 503, 504).
+        base_ejection: seconds of the first ejection, times the number of ejections (30).
+        max_ejection: the longest ejection, in seconds (300).
+        max_ejection_percent: the share of a set that may be ejected at once (50).
+        panic: pick among ejected endpoints when no other is left (True).
+        clock: monotonic seconds, injectable for tests.
     """
 
     def __init__(
@@ -74,11 +85,11 @@ class PassiveHealth:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if consecutive_connect_failures < 1 or consecutive_status_failures < 1:
-            raise ValueError("consecutive failure thresholds must be at least 1")
+            raise InvalidArgument("consecutive failure thresholds must be at least 1")
         if not 0 < base_ejection <= max_ejection:
-            raise ValueError("need 0 < base_ejection <= max_ejection")
+            raise InvalidArgument("need 0 < base_ejection <= max_ejection")
         if not 0 <= max_ejection_percent <= 100:
-            raise ValueError("max_ejection_percent must be within 0..100")
+            raise InvalidArgument("max_ejection_percent must be within 0..100")
         self.consecutive_connect_failures = consecutive_connect_failures
         self.consecutive_status_failures = consecutive_status_failures
         self.failure_statuses = frozenset(failure_statuses)

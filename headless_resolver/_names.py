@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from headless_resolver._errors import InvalidServiceName
+from headless_resolver._errors import InvalidArgument, InvalidServiceName
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"
@@ -86,46 +86,47 @@ def _is_dashed_ipv6(label: str) -> bool:
     return True
 
 
-def _to_ascii(name: str) -> str:
-    if name.isascii():
-        return name
-    try:
-        return name.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise InvalidServiceName(f"{name!r}: not a valid internationalised name ({exc})") from None
-
-
 def split_name(name: object) -> tuple[list[str], bool]:
     """Lower-case labels of ``name`` and whether it was absolute; raises InvalidServiceName."""
     if not isinstance(name, str):
         raise InvalidServiceName(f"{name!r}: a service name must be a str")
     if not name:
         raise InvalidServiceName("empty service name")
-    ascii_name = _to_ascii(name).lower()
-    absolute = ascii_name.endswith(".")
-    bare = ascii_name[:-1] if absolute else ascii_name
+    if not name.isascii():
+        # Kubernetes names are ASCII (RFC 1123 labels): no IDNA, so no query for a look-alike.
+        odd = "".join(sorted({c for c in name if not c.isascii()}))
+        raise InvalidServiceName(f"{name!r}: has characters other than a-z, 0-9 and '-' ({odd!r})")
+    lowered = name.lower()
+    absolute = lowered.endswith(".")
+    bare = lowered[:-1] if absolute else lowered
     if len(bare) > 253:
         raise InvalidServiceName(f"{name!r}: {len(bare)} characters, the limit is 253")
     return bare.split("."), absolute
 
 
+def check_port(port: PortRef) -> PortRef:
+    """A port name (lower-cased) or number as given; raises InvalidArgument naming the port."""
+    if port is None:
+        return None
+    if isinstance(port, bool) or not isinstance(port, int | str):
+        raise InvalidArgument(f"port {port!r} is not a port name or number")
+    if isinstance(port, int):
+        if not 0 < port < 65536:
+            raise InvalidArgument(f"port {port} is not in 1..65535")
+        return port
+    port_name = port.lower()
+    if not _PORT_NAME.fullmatch(port_name) or "--" in port_name or port_name.isdigit():
+        raise InvalidArgument(f"port {port!r} is not a service port name (1-15 of a-z, 0-9, '-')")
+    return port_name
+
+
 def _check_port(port: PortRef, proto: str, name: str) -> tuple[PortRef, str]:
     if not isinstance(proto, str) or proto.lower() not in PROTOCOLS:
         raise InvalidServiceName(f"{name!r}: proto {proto!r} is not one of {PROTOCOLS}")
-    if port is None:
-        return None, proto.lower()
-    if isinstance(port, bool) or not isinstance(port, int | str):
-        raise InvalidServiceName(f"{name!r}: port {port!r} is not a port name or number")
-    if isinstance(port, int):
-        if not 0 < port < 65536:
-            raise InvalidServiceName(f"{name!r}: port {port} is not in 1..65535")
-        return port, proto.lower()
-    port_name = port.lower()
-    if not _PORT_NAME.fullmatch(port_name) or "--" in port_name or port_name.isdigit():
-        raise InvalidServiceName(
-            f"{name!r}: port {port!r} is not a service port name (1-15 of a-z, 0-9, '-')"
-        )
-    return port_name, proto.lower()
+    try:
+        return check_port(port), proto.lower()
+    except InvalidArgument as bad:
+        raise InvalidServiceName(f"{name!r}: {bad}") from None
 
 
 class ClusterNaming:
@@ -276,23 +277,23 @@ class ResolvConf:
 def parse_nameserver(value: str) -> tuple[str, int]:
     """``"host"``, ``"host:port"``, ``"::1"`` or ``"[::1]:53"`` as ``(host, port)``."""
     if not isinstance(value, str) or not value:
-        raise ValueError(f"nameserver {value!r}: expected 'host' or 'host:port'")
+        raise InvalidArgument(f"nameserver {value!r}: expected 'host' or 'host:port'")
     host, port = value, 53
     if value.startswith("["):
         host, sep, rest = value[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"nameserver {value!r}: expected '[address]:port'")
+            raise InvalidArgument(f"nameserver {value!r}: expected '[address]:port'")
         if rest:
             port = _port_number(rest[1:], value)
     elif value.count(":") == 1:
         host, _, port_text = value.partition(":")
         port = _port_number(port_text, value)
     if not host:
-        raise ValueError(f"nameserver {value!r}: no host")
+        raise InvalidArgument(f"nameserver {value!r}: no host")
     return host, port
 
 
 def _port_number(text: str, value: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"nameserver {value!r}: port {text!r} is not in 1..65535")
+        raise InvalidArgument(f"nameserver {value!r}: port {text!r} is not in 1..65535")
     return int(text)

@@ -33,7 +33,9 @@ from headless_resolver._dns import BackendKind, DnsAnswer, DnsBackend, RecordTyp
 from headless_resolver._endpoints import Endpoint, EndpointSet
 from headless_resolver._errors import (
     HeadlessResolverError,
+    InvalidArgument,
     ResolutionError,
+    ResolverClosed,
     ServiceNotFound,
 )
 from headless_resolver._logs import RateLimitedLog
@@ -54,6 +56,8 @@ MAX_ALIASES = 8
 """Spellings of one name remembered for the hot path (``web``, ``web.ns``, the FQDN...)."""
 TARGET_LOOKUPS = 32
 """SRV targets without glue resolved at once."""
+OTHER_LOOP_POLL = 0.5
+"""How often a watcher on a loop other than the one refreshing its name looks for a change."""
 MAX_FAILURE_BACKOFF = 30.0
 """RFC 8767's suggested failure recheck interval: the longest wait between failed refreshes."""
 
@@ -93,6 +97,7 @@ class _Name(Entry):
         "flight",
         "flight_waiters",
         "key",
+        "loop",
         "port",
         "proto",
         "refresher",
@@ -114,33 +119,61 @@ class _Name(Entry):
         self.flight: asyncio.Task[EndpointSet] | None = None
         self.flight_waiters = 0
         self.refresher: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The loop that ``flight``, ``refresher``, ``wakeup`` and ``changed`` belong to."""
         self.wakeup = asyncio.Event()
         self.changed = asyncio.Event()
         self.watchers = 0
 
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make the loop-bound parts belong to ``loop``; those of an ended loop are dropped
+        (its tasks cannot run again, and its events would refuse a waiter on another loop)."""
+        if self.loop is not loop:
+            self.loop = loop
+            self.flight, self.flight_waiters, self.refresher = None, 0, None
+            self.wakeup = asyncio.Event()
+            self.changed = asyncio.Event()
+
     def notify_watchers(self) -> None:
         changed, self.changed = self.changed, asyncio.Event()
-        changed.set()
+        if self.loop is None or self.loop is asyncio.get_running_loop():
+            changed.set()
+        else:  # refreshed from another thread's loop: wake the watchers on their own
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
+                self.loop.call_soon_threadsafe(changed.set)
 
 
 class HeadlessResolver:
     """Resolves Kubernetes service names to their pods' addresses, from a cache kept fresh.
 
     ``resolve()`` on a cached name is a dict lookup and a clock read. Names in use are
-    refreshed in the background at about ``refresh_ahead`` of their TTL; when DNS fails the
-    last good set is served with ``stale=True`` for up to ``stale_ttl`` (RFC 8767); after a
-    non-empty set, NXDOMAIN or an empty answer must persist ``negative_grace`` seconds before
-    the set empties, because CoreDNS answers NXDOMAIN briefly when no pod is ready.
+    refreshed in the background ahead of expiry; while DNS fails the last good set is served
+    flagged ``stale`` (RFC 8767). Works from any event loop: the one in use runs the background
+    work, and a later loop (a second ``asyncio.run()``) takes it over. Why each default is
+    what it is: README, "Options".
 
-    Beyond the design's options: ``negative_grace`` (default 10 s), ``refresh_ahead`` (0.8;
-    None refreshes only on demand), ``stale_answer_timeout`` (1.8 s: how long a caller that
-    finds its name expired waits for DNS before it is answered stale, RFC 8767's client
-    response timer; None waits for the refresh), ``idle_after`` (60 s: names unused that long
-    stop being refreshed), ``max_entries`` (1024 names), ``failure_backoff`` (first wait
-    between failed refreshes, growing to the name's TTL, at most 30 s), ``rng`` (refresh
-    jitter), ``resolv_conf`` (where the nameservers, namespace and cluster domain come from
-    when not given), ``meter_provider`` (OpenTelemetry metrics per name; None: the global
-    provider, whose instruments do nothing until an SDK is installed).
+    Parameters:
+        nameservers: ``"IP"`` or ``"IP:PORT"`` (``"[::1]:53"``); None reads ``resolv_conf``.
+        backend: ``"dnspython"``, ``"aiodns"``, or an object with the ``DnsBackend`` protocol.
+        namespace: of short names; default ``POD_NAMESPACE``, else resolv.conf, else default.
+        cluster_domain: default from the resolv.conf search list, else ``cluster.local``.
+        min_ttl, max_ttl: bounds on a record's TTL, in seconds.
+        negative_ttl_cap: longest an NXDOMAIN or empty answer is cached.
+        stale_ttl: how long past expiry the last good set may be served while DNS fails.
+        timeout: per query, in seconds. attempts: queries per lookup (>= 1).
+        clock: monotonic seconds; ``EndpointSet.expires_at`` is on this clock.
+        negative_grace: how long a negative answer must persist before a non-empty set empties.
+        refresh_ahead: refresh at this fraction of the TTL; None: only when found expired.
+        stale_answer_timeout: how long a caller that finds its name expired waits for DNS
+            before it is answered stale; None waits for the refresh.
+        idle_after: names unused this long stop being refreshed.
+        max_entries: names cached, least recently used evicted first.
+        failure_backoff: first wait between failed refreshes (grows to the TTL, at most 30 s).
+        rng: refresh jitter. resolv_conf: where unset nameservers and names come from.
+        meter_provider: where the per-name metrics go (OpenTelemetry); None: the global
+            provider, whose instruments do nothing until an SDK is installed.
+
+    Raises ``InvalidArgument`` for an option out of range.
     """
 
     def __init__(
@@ -168,15 +201,15 @@ class HeadlessResolver:
         meter_provider: MeterProvider | None = None,
     ) -> None:
         if not isinstance(attempts, int) or attempts < 1:
-            raise ValueError(f"attempts must be an int >= 1, not {attempts!r}")
+            raise InvalidArgument(f"attempts must be an int >= 1, not {attempts!r}")
         if not timeout > 0:
-            raise ValueError(f"timeout must be positive, not {timeout!r}")
+            raise InvalidArgument(f"timeout must be positive, not {timeout!r}")
         if not isinstance(max_entries, int) or max_entries < 1:
-            raise ValueError(f"max_entries must be an int >= 1, not {max_entries!r}")
+            raise InvalidArgument(f"max_entries must be an int >= 1, not {max_entries!r}")
         if not idle_after > 0 or not failure_backoff > 0:
-            raise ValueError("idle_after and failure_backoff must be positive")
+            raise InvalidArgument("idle_after and failure_backoff must be positive")
         if stale_answer_timeout is not None and not stale_answer_timeout >= 0:
-            raise ValueError(
+            raise InvalidArgument(
                 f"stale_answer_timeout must be None or >= 0, not {stale_answer_timeout!r}"
             )
         self._policy = CachePolicy(
@@ -226,7 +259,7 @@ class HeadlessResolver:
             ResolvConf.read(resolv_conf).nameservers if nameservers is None else nameservers
         )
         if not listed:
-            raise ValueError(f"no nameservers given and none in {os.fspath(resolv_conf)}")
+            raise InvalidArgument(f"no nameservers given and none in {os.fspath(resolv_conf)}")
         return make_backend(backend, [parse_nameserver(n) for n in listed], timeout=timeout)
 
     # -- public API ---------------------------------------------------------------------------
@@ -269,6 +302,8 @@ class HeadlessResolver:
     def peek(self, name: str, *, port: PortRef = None, proto: str = "tcp") -> EndpointSet | None:
         """The cached set (fresh or servable stale) or None; never does I/O, safe from any
         thread. Counts as a use, so the name keeps being refreshed."""
+        if self._closed:
+            raise ResolverClosed("HeadlessResolver is closed", name=name)
         entry = self._memo_get(name, port, proto)
         if entry is None:
             lookup = self._naming.parse(name, port, proto)
@@ -327,7 +362,10 @@ class HeadlessResolver:
             yield last
             while not self._closed:
                 if entry.endpoints.version == last.version:
-                    await entry.changed.wait()
+                    if self._owns(entry):
+                        await entry.changed.wait()
+                    else:  # the loop that refreshes the name runs in another thread
+                        await asyncio.sleep(OTHER_LOOP_POLL)
                     continue
                 last = entry.endpoints
                 yield last
@@ -339,13 +377,21 @@ class HeadlessResolver:
         if self._closed:
             return
         self._closed = True
+        self._memo.clear()  # so that every spelling, cached or not, reaches the closed check
         self._recorder.close()
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for entry in list(self._store.values()):
-            entry.notify_watchers()
+        owner = self._loop
+        if owner is asyncio.get_running_loop():
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for entry in list(self._store.values()):
+                if entry.loop is owner:
+                    entry.notify_watchers()
+        elif owner is not None and owner.is_running():  # that loop ends its own tasks
+            for task in tasks:
+                with contextlib.suppress(RuntimeError):
+                    owner.call_soon_threadsafe(task.cancel)
         await self._backend.aclose()
 
     async def __aenter__(self) -> Self:
@@ -366,8 +412,13 @@ class HeadlessResolver:
 
     async def _resolve_slow(self, name: str, port: PortRef, proto: str) -> EndpointSet:
         if self._closed:
-            raise RuntimeError("HeadlessResolver is closed")
-        self._loop = asyncio.get_running_loop()
+            raise ResolverClosed("HeadlessResolver is closed", name=name)
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop and not (self._loop is not None and self._loop.is_running()):
+            # The first loop, or one after the last has ended (``asyncio.run`` twice): this
+            # loop now runs the background work. Tasks of an ended loop will not run again.
+            self._loop = loop
+            self._tasks = set()
         entry = self._memo_get(name, port, proto)
         if entry is not None:
             return await self._serve(entry)
@@ -463,6 +514,8 @@ class HeadlessResolver:
 
         With ``patience``, answer ``stale`` once that has passed, leaving the flight to
         refresh the entry for later callers (RFC 8767's client response timer)."""
+        if not self._owns(entry):  # the loop sharing queries runs in another thread: ask alone
+            return await self._refresh(entry)
         flight = entry.flight
         if flight is None or flight.cancelling():
             flight = entry.flight = self._spawn(self._refresh(entry), f"refresh {entry.name}")
@@ -485,7 +538,7 @@ class HeadlessResolver:
             # the caller look cancelled (which a TaskGroup would take for its own cancel).
             caller = asyncio.current_task()
             if self._closed and flight.cancelled() and not (caller and caller.cancelling()):
-                raise RuntimeError("HeadlessResolver is closed") from None
+                raise ResolverClosed("HeadlessResolver is closed", name=entry.name) from None
             raise
         finally:
             entry.flight_waiters -= 1
@@ -501,7 +554,8 @@ class HeadlessResolver:
             except ResolutionError as exc:
                 self.stats.errors += 1
                 now = self._clock()
-                self._recorder.refresh_failed(record, now - started, exc.rcode, entry.endpoints)
+                reason = exc.rcode or exc.reason  # SERVFAIL, REFUSED... else TIMEOUT...
+                self._recorder.refresh_failed(record, now - started, reason, entry.endpoints)
                 if not entry.record_failure(exc, now):
                     logger.debug(
                         "%s: %s; no set to serve: the callers get the error", entry.name, exc
@@ -559,8 +613,13 @@ class HeadlessResolver:
     # -- background refresh -------------------------------------------------------------------
 
     def _kick(self, entry: _Name) -> None:
-        """Refresh ``entry`` now if due: wake its refresher, or start one."""
-        if self._closed:
+        """Refresh ``entry`` now if due: wake its refresher, or start one, on the loop that
+        runs the resolver's background work."""
+        if self._closed or self._loop is None:
+            return
+        if not self._owns(entry):
+            with contextlib.suppress(RuntimeError):  # that loop has just closed
+                self._loop.call_soon_threadsafe(self._kick, entry)
             return
         if entry.refresher is None:
             entry.refresher = self._spawn(self._keep_fresh(entry), f"keep {entry.name} fresh")
@@ -573,7 +632,7 @@ class HeadlessResolver:
     async def _keep_fresh(self, entry: _Name) -> None:
         """Refresh while the name is in use or watched; back off (tenacity) while DNS fails."""
         try:
-            while True:
+            while entry.refresher is asyncio.current_task():  # not if another loop took over
                 delay = entry.refresh_at - self._clock()
                 if delay > 0:
                     entry.wakeup.clear()
@@ -592,7 +651,8 @@ class HeadlessResolver:
                             if entry.error is not None:  # failed, but stale is still served
                                 raise entry.error
         finally:
-            entry.refresher = None
+            if entry.refresher is asyncio.current_task():
+                entry.refresher = None
 
     def _refresh_retrying(self, entry: _Name) -> AsyncRetrying:
         """Retries of a failing refresh: exponential backoff from ``failure_backoff``, but
@@ -614,6 +674,20 @@ class HeadlessResolver:
             reraise=True,
         )
 
+    def _owns(self, entry: _Name) -> bool:
+        """Whether the running loop runs the background work (then ``entry``'s loop-bound
+        parts are made its own), rather than another thread's loop."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        if running is not loop:
+            return False
+        if entry.loop is not loop:
+            entry.bind(loop)
+        return True
+
     def _spawn(self, coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
@@ -631,7 +705,7 @@ class HeadlessResolver:
                 answer = await self._backend.query(name, rdtype)
         except TimeoutError:
             raise ResolutionError(
-                f"{name} {rdtype}: no answer within {self._timeout} s", name=name, rcode="TIMEOUT"
+                f"{name} {rdtype}: no answer within {self._timeout} s", name=name, reason="TIMEOUT"
             ) from None
         except ResolutionError as exc:
             logger.debug("query %s %s failed: %s", name, rdtype, exc)
@@ -648,7 +722,7 @@ class HeadlessResolver:
             raise ResolutionError(
                 f"{name} {rdtype}: answer too large even over TCP, and no record arrived",
                 name=name,
-                rcode="TRUNCATED",
+                reason="TRUNCATED",
             )
         if answer.truncated:
             self._warnings.warning(

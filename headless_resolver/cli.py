@@ -18,12 +18,14 @@ from headless_resolver import (
     EndpointSet,
     HeadlessResolver,
     HeadlessResolverError,
+    InvalidArgument,
     InvalidServiceName,
     NoEndpointsAvailable,
     ResolutionError,
     ServiceNotFound,
+    __version__,
 )
-from headless_resolver._names import parse_nameserver
+from headless_resolver._names import check_port, parse_nameserver
 
 PROG = "headless-resolver"
 NAMESERVER_ENV = "HEADLESS_NAMESERVER"
@@ -49,6 +51,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
 # Most specific first: InvalidServiceName is also a ValueError.
 _ERROR_EXITS: tuple[tuple[type[BaseException], int, str], ...] = (
     (InvalidServiceName, EXIT_USAGE, "invalid name"),
+    (InvalidArgument, EXIT_USAGE, "invalid argument"),
     (ServiceNotFound, EXIT_NOT_FOUND, "not found"),
     (ResolutionError, EXIT_RESOLUTION, "resolution failed"),
     (NoEndpointsAvailable, EXIT_NO_ENDPOINTS, "no endpoint available"),
@@ -101,8 +104,14 @@ def _nameserver(value: str) -> str:
 
 
 def _port(value: str) -> str | int:
-    """A port name (SRV lookup) or a number (set on every address)."""
-    return int(value) if value.isdigit() else value
+    """A port name (SRV lookup) or a number (set on every address), checked here so that a
+    bad port is reported as the port's fault, not the name's."""
+    try:
+        port = check_port(int(value) if value.isdigit() else value)
+    except InvalidArgument as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    assert port is not None
+    return port
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -169,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_epilog(_RESOLVE_EXAMPLES),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     resolve = _add_command(
         commands,

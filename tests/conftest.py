@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Iterator
 
 import pytest
@@ -67,3 +68,11 @@ async def cluster() -> AsyncIterator[LocalCluster]:
     that need another TTL or ready-made services define their own ``cluster``."""
     async with LocalCluster(ttl=5) as local:
         yield local
+
+
+@pytest.fixture
+def runner() -> Iterator[asyncio.Runner]:
+    """One event loop for a synchronous test that drives async code step by step (hypothesis
+    runs its examples synchronously)."""
+    with asyncio.Runner() as loop_runner:
+        yield loop_runner

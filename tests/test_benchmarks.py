@@ -65,6 +65,7 @@ def local_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     return Run(out, run_benchmark(out))
 
 
+@pytest.mark.slow
 def test_the_report_shows_every_scenario_and_says_how_plain_clients_resolve(
     local_run: Run,
 ) -> None:
@@ -79,6 +80,7 @@ def test_the_report_shows_every_scenario_and_says_how_plain_clients_resolve(
     assert (local_run.out / "results.md").read_text() == local_run.stdout
 
 
+@pytest.mark.slow
 def test_every_target_is_reported_as_met_or_missed_by_how_much(local_run: Run) -> None:
     lines = re.findall(r"^(MET|MISSED) +(.*)$", local_run.stdout, re.MULTILINE)
     assert len(lines) == len(TARGETS)
@@ -92,6 +94,7 @@ def test_every_target_is_reported_as_met_or_missed_by_how_much(local_run: Run) -
     assert summary.groups() == (str(met), str(len(TARGETS)))
 
 
+@pytest.mark.slow
 def test_throughput_ratios_are_against_plain_httpx_of_the_same_cell(local_run: Run) -> None:
     rows = local_run.scenario("throughput")["data"]["rows"]
     assert {row["pods"] for row in rows} == {"1 pod", "3 pods", "10 pods"}
@@ -111,6 +114,7 @@ def test_throughput_ratios_are_against_plain_httpx_of_the_same_cell(local_run: R
             assert len(row["hits"]) == pods, "round-robin reaches every pod"
 
 
+@pytest.mark.slow
 def test_the_slow_pod_gets_a_third_from_round_robin_and_less_from_least_latency(
     local_run: Run,
 ) -> None:
@@ -123,6 +127,7 @@ def test_the_slow_pod_gets_a_third_from_round_robin_and_less_from_least_latency(
         assert samples[0] > 0
 
 
+@pytest.mark.slow
 def test_convergence_new_pod_reached_by_the_resolver_but_not_by_pooled_httpx(
     local_run: Run,
 ) -> None:
@@ -134,6 +139,7 @@ def test_convergence_new_pod_reached_by_the_resolver_but_not_by_pooled_httpx(
     assert summary["httpx"]["first_request_s"] == "inf"
 
 
+@pytest.mark.slow
 def test_outage_serve_stale_fails_nothing_and_without_it_requests_fail(local_run: Run) -> None:
     rows = local_run.scenario("outage")["data"]["summary"]
     assert {row["mode"] for row in rows} == {"keep-alive", "new connection per request"}
@@ -146,6 +152,7 @@ def test_outage_serve_stale_fails_nothing_and_without_it_requests_fail(local_run
     assert "Shortened from 30 s" in local_run.stdout
 
 
+@pytest.mark.slow
 def test_plots_are_written_as_png_images(local_run: Run) -> None:
     for name in ("latency_cdf.png", "requests_per_pod.png", "convergence.png"):
         image = matplotlib.image.imread(local_run.out / name)
@@ -155,6 +162,7 @@ def test_plots_are_written_as_png_images(local_run: Run) -> None:
         assert image.std() > 0.01, f"{name} is blank"
 
 
+@pytest.mark.slow
 def test_progress_goes_to_stderr_as_plain_lines_when_not_a_terminal(local_run: Run) -> None:
     steps = [line for line in local_run.stderr.splitlines() if line.startswith("[")]
     assert len(steps) > 10
@@ -191,6 +199,7 @@ def test_a_target_line_says_met_or_by_how_much_it_missed(value: float, op: str, 
     assert Check("t", value, 0.5, op).line() == line
 
 
+@pytest.mark.slow
 async def test_cluster_target_measures_services_it_did_not_start(tmp_path: Path) -> None:
     async with LocalCluster(ttl=5) as cluster:
         first = await cluster.add_service("echo", pods=3, port=0)

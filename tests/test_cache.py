@@ -75,7 +75,7 @@ def test_negative_answer_without_soa_lives_min_ttl() -> None:
 
 def test_failed_refresh_serves_the_last_good_set_as_stale_until_stale_ttl() -> None:
     entry = entry_with([A], 5)
-    error = ResolutionError("timeout")
+    error = ResolutionError("timeout", reason="TIMEOUT")
     assert entry.record_failure(error, 4.5)
     fresh = entry.read(4.9)
     assert fresh is not None
@@ -91,7 +91,7 @@ def test_failed_refresh_serves_the_last_good_set_as_stale_until_stale_ttl() -> N
 
 def test_success_after_failure_is_fresh_again() -> None:
     entry = entry_with([A], 5)
-    entry.record_failure(ResolutionError("timeout"), 5.0)
+    entry.record_failure(ResolutionError("timeout", reason="TIMEOUT"), 5.0)
     assert entry.read(6.0) is not None
     entry.record_answer([A], 5, 7.0, POLICY, random.Random(1))
     served = entry.read(7.5)
@@ -102,7 +102,7 @@ def test_success_after_failure_is_fresh_again() -> None:
 
 def test_failure_with_no_good_set_serves_nothing() -> None:
     entry = Entry(NAME, now=0.0)
-    assert not entry.record_failure(ResolutionError("timeout"), 0.0)
+    assert not entry.record_failure(ResolutionError("timeout", reason="TIMEOUT"), 0.0)
     assert entry.read(0.0) is None
 
 

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+import headless_resolver
 from headless_resolver import cli
 from headless_resolver._demo import ClientTally, DemoReport, ProgressDisplay
 from headless_resolver.testing import LocalCluster
+from tests.loopback import needs_ipv6_loopback
 
 COMMAND = Path(sys.executable).with_name("headless-resolver")
 FQDN = "web.default.svc.cluster.local"
@@ -145,6 +147,39 @@ async def test_invalid_name_is_one_line_and_exit_2(cluster: LocalCluster) -> Non
     assert_one_clear_line(err, "invalid name")
 
 
+async def test_a_unicode_name_is_invalid_and_sends_nothing(silent_nameserver: str) -> None:
+    code, _, err = await run("resolve", "wéb", "--nameserver", silent_nameserver)
+
+    assert code == cli.EXIT_USAGE
+    assert_one_clear_line(err, "invalid name")
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "not_a_port!"])
+def test_a_bad_port_is_a_usage_error_that_names_the_port(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["resolve", "web", "--port", port, "--nameserver", "127.0.0.1"])
+
+    assert exited.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"--port: port {port!r}" in err or f"--port: port {port}" in err
+    assert "invalid name" not in err
+
+
+@needs_ipv6_loopback
+async def test_an_ipv6_nameserver_is_written_in_brackets() -> None:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sink:
+        sink.bind(("::1", 0))
+        nameserver = f"[::1]:{sink.getsockname()[1]}"
+        code, _, err = await run(
+            "resolve", FQDN, "--nameserver", nameserver, "--timeout", "0.2", "--attempts", "1"
+        )
+
+    assert code == cli.EXIT_RESOLUTION
+    assert_one_clear_line(err, f"from {nameserver} within")
+
+
 async def test_timeout_is_one_line_and_exit_4(silent_nameserver: str) -> None:
     code, _, err = await run(
         "resolve", FQDN, "--nameserver", silent_nameserver, "--timeout", "0.2", "--attempts", "1"
@@ -186,6 +221,14 @@ def test_help_of_every_command_shows_an_example_and_the_exit_codes(
     assert "examples:\n  headless-resolver " in text
     for code, _ in cli.EXIT_CODES:
         assert f"\n  {code} " in text
+
+
+def test_version_is_the_packages(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"headless-resolver {headless_resolver.__version__}\n"
 
 
 def test_demo_refuses_too_few_pods(capsys: pytest.CaptureFixture[str]) -> None:
@@ -272,6 +315,7 @@ async def test_watch_json_prints_one_object_per_change(cluster: LocalCluster) ->
     assert code == cli.EXIT_OK
 
 
+@pytest.mark.slow
 async def test_ctrl_c_stops_the_demo_with_exit_130_and_no_traceback() -> None:
     async with running("demo", "--seconds", "30", "--pods", "3") as process:
         assert process.stderr is not None

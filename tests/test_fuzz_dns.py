@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -360,13 +360,6 @@ async def settled_fds(baseline: int) -> int:
     return open_fds()
 
 
-@pytest.fixture
-def runner() -> Iterator[asyncio.Runner]:
-    """One event loop for a whole hypothesis run (hypothesis drives examples synchronously)."""
-    with asyncio.Runner() as loop_runner:
-        yield loop_runner
-
-
 def fuzz(
     runner: asyncio.Runner,
     examples: int,
@@ -441,6 +434,7 @@ def check_answer(
         assert outcome.ttl == sent_ttl, where
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_backend_survives_hostile_answers(runner: asyncio.Runner, kind: BackendKind) -> None:
     async def run_batch(server: HostileDns, plans: list[Plan]) -> None:
@@ -503,6 +497,7 @@ def check_cache(plan: Plan, cached: EndpointSet | None, kind: BackendKind) -> No
         assert found == addresses_of(plan.index), f"{plan}: {cached!r}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_resolver_caches_nothing_under_the_wrong_name(
     runner: asyncio.Runner, kind: BackendKind

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 
 import dns.message
 import dns.rcode
@@ -79,12 +78,6 @@ HOSTILE_NAMES = st.one_of(
     st.integers(1, 300).map(lambda n: ".".join(["a"] * n)),
     st.integers(200, 400).map(lambda n: "a" * n),
 )
-
-
-@pytest.fixture
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as loop_runner:
-        yield loop_runner
 
 
 def test_hostile_names_fail_before_any_packet_leaves(runner: asyncio.Runner) -> None:

@@ -57,8 +57,11 @@ def test_port_on_a_two_label_name_keeps_only_the_service_reading() -> None:
     assert fqdns("web.ns", port="http") == ["web.ns.svc.cluster.local."]
 
 
-def test_unicode_names_are_idna_encoded() -> None:
-    assert fqdns("bücher") == ["xn--bcher-kva.team.svc.cluster.local."]
+@pytest.mark.parametrize("name", ["wéb", "bücher.team", "web.ns.svc.clüster.local.", "\uff57eb"])
+def test_unicode_names_are_invalid_not_idna_encoded(name: str) -> None:
+    # Kubernetes names are ASCII; IDNA would query a look-alike such as xn--wb-9ia.
+    with pytest.raises(InvalidServiceName, match="characters other than a-z, 0-9 and '-'"):
+        NAMING.parse(name)
 
 
 @pytest.mark.parametrize(
@@ -74,7 +77,7 @@ def test_unicode_names_are_idna_encoded() -> None:
         ("--1", {}, "starts or ends with '-'"),  # a dashed IPv6 address names pods, not services
         ("web.--1", {}, "starts or ends with '-'"),
         ("--.web", {}, "starts or ends with '-'"),  # CoreDNS writes :: as --0
-        ("web.\udcff", {}, "internationalised"),
+        ("web.\udcff", {}, "other than a-z, 0-9"),
         ("9web", {}, "must start with a letter"),
         ("web.example.com.", {}, "an absolute name must be"),
         ("a.b.c.d.e", {}, "expected <service>"),

@@ -95,6 +95,7 @@ async def test_a_dns_outage_longer_than_the_ttl_fails_no_request(
         assert {e.ip for e in after} == ips
 
 
+@pytest.mark.slow
 async def test_after_an_outage_the_set_is_fresh_again_within_about_a_ttl() -> None:
     """Refreshes failing fast (the server is down) back off, but never past the TTL: however
     long the outage, the stale set is replaced about a TTL after DNS is back."""

@@ -7,9 +7,11 @@ Every test runs with both backends. Where time matters the resolver gets a fake 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,14 @@ from headless_resolver import (
     HeadlessResolver,
     InvalidServiceName,
     ResolutionError,
+    ResolverClosed,
     ServiceNotFound,
 )
 from headless_resolver.testing import ClusterDNS
 from headless_resolver.testing._model import ServiceSpec
 from tests.clocks import FakeClock
 from tests.servers import AuthoritativeServer
+from tests.waiting import eventually
 
 ServerFactory = Callable[..., AuthoritativeServer]
 WEB_PODS = (("10.0.0.1", "web-0"), ("10.0.0.2", "web-1"), ("10.0.0.3", "web-2"))
@@ -86,13 +90,6 @@ async def cluster_dns() -> AsyncIterator[ClusterDNS]:
 
 
 WEB_FQDN = "web.default.svc.cluster.local."
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    """Wait (at most 5 s) for background work that has no event of its own to await."""
-    async with asyncio.timeout(5.0):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 def resolver_tasks() -> list[asyncio.Task[Any]]:
@@ -268,7 +265,7 @@ async def test_refresh_due_on_a_hit_answers_from_cache_and_refreshes_in_backgrou
     first = await resolver.resolve("web")
     clock.advance(9.0)  # past 80 % +- 10 %: refresh due, answer still fresh
     assert await resolver.resolve("web") is first
-    await until(lambda: resolver.stats.queries == 4 and resolver.peek("web") is not first)
+    await eventually(lambda: resolver.stats.queries == 4 and resolver.peek("web") is not first)
     clock.advance(2.0)  # past the first answer's expiry
     assert (await resolver.resolve("web")).expires_at == 1000.0 + 9.0 + 10.0
     assert resolver.stats.queries == 4
@@ -284,7 +281,7 @@ async def test_a_caller_after_expiry_gets_the_stale_set_while_a_slow_refresh_is_
     cluster_dns.delay = 30.0  # DNS stops answering in time, without failing
     clock.advance(4.5)  # refresh due: answered from cache, refresh starts in the background
     assert await resolver.resolve("web") is first
-    await until(lambda: cluster_dns.query_count(WEB_FQDN, "A") == 2)
+    await eventually(lambda: cluster_dns.query_count(WEB_FQDN, "A") == 2)
     clock.advance(1.0)  # past expiry, the refresh still out
 
     async with asyncio.timeout(5.0):  # far less than the 30 s the refresh will take
@@ -328,7 +325,7 @@ async def test_a_cold_caller_after_expiry_waits_stale_answer_timeout_then_gets_t
     assert served.members == first.members
 
     # The refresh the caller started lives on, and answers later callers fresh.
-    await until(lambda: resolver.peek("web") is not None)
+    await eventually(lambda: resolver.peek("web") is not None)
     assert not (await resolver.resolve("web")).stale
     assert cluster_dns.query_count(WEB_FQDN, "A") == 2
     assert resolver.stats.stale_served == 1
@@ -366,6 +363,95 @@ async def test_refresh_ahead_keeps_resolve_off_the_network(
     assert resolver.stats.cache_hits == calls  # not one call waited for DNS
     assert resolver.stats.refreshes >= 2
     assert resolver.stats.queries == 2 + 2 * resolver.stats.refreshes
+
+
+def resolver_without_fixture(
+    server: AuthoritativeServer, backend: str, **options: Any
+) -> HeadlessResolver:
+    """For tests that run their own event loops: ``open_resolver`` needs pytest's."""
+    return HeadlessResolver(
+        [server.nameserver],
+        backend=backend,  # type: ignore[arg-type]
+        namespace="default",
+        cluster_domain="cluster.local",
+        rng=random.Random(7),
+        **options,
+    )
+
+
+def test_one_resolver_refreshes_ahead_on_each_of_two_event_loops_in_turn(
+    make_knot_dns: ServerFactory, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two asyncio.run() calls in turn, as scripts and tests do: the second loop takes over the
+    # refreshes, and nothing of the first loop's (events, tasks) is used from the second.
+    knot = make_knot_dns([web()], ttl=1)
+    resolver = resolver_without_fixture(knot, backend, refresh_ahead=0.5)
+
+    async def first_run() -> None:
+        await resolver.resolve("web")
+        await resolver.resolve("web", port="http")
+        await asyncio.sleep(0.1)  # its refreshers now wait on this loop
+
+    async def second_run() -> None:
+        await asyncio.sleep(1.1)  # past the TTL: the next resolve() goes the slow way
+        await resolver.resolve("web")
+        watch = resolver.watch("web", port="http")
+        assert len(await anext(watch)) == 3
+        knot.set_service(web(WEB_PODS[:2]))
+        async with asyncio.timeout(3.0):
+            assert len(await anext(watch)) == 2  # the watcher woke on this loop
+        refreshes, hits, calls = resolver.stats.refreshes, resolver.stats.cache_hits, 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.6
+        while loop.time() < deadline:
+            found = await resolver.resolve("web")
+            calls += 1
+            await asyncio.sleep(0.02)
+        assert resolver.stats.cache_hits - hits == calls  # refreshed ahead, on this loop
+        assert len(found) == 2
+        assert resolver.stats.refreshes - refreshes >= 2
+        await watch.aclose()
+        await resolver.aclose()
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        asyncio.run(first_run())
+        asyncio.run(second_run())
+        gc.collect()  # an unretrieved task exception is reported when the task is collected
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+    assert resolver.stats.errors == 0
+
+
+def test_a_resolver_serves_a_second_loop_while_the_first_still_runs(
+    make_knot_dns: ServerFactory, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two threads, each with its own running loop (two SyncHeadlessTransports sharing one
+    # resolver do this): the first loop keeps the refreshes, the second is served beside it.
+    knot = make_knot_dns([web()], ttl=1)
+    resolver = resolver_without_fixture(knot, backend)
+    owner = asyncio.new_event_loop()
+    thread = threading.Thread(target=owner.run_forever)
+    thread.start()
+
+    async def elsewhere() -> None:
+        assert len(await resolver.resolve("web", port="http")) == 3  # never cached before
+        watch = resolver.watch("web")
+        assert len(await anext(watch)) == 3
+        knot.set_service(web(WEB_PODS[:1]))
+        async with asyncio.timeout(4.0):
+            assert len(await anext(watch)) == 1
+        await watch.aclose()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            asyncio.run_coroutine_threadsafe(resolver.resolve("web"), owner).result(5)
+            asyncio.run(elsewhere())
+            asyncio.run_coroutine_threadsafe(resolver.aclose(), owner).result(5)
+            gc.collect()
+    finally:
+        owner.call_soon_threadsafe(owner.stop)
+        thread.join()
+        owner.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 async def test_scale_up_and_down_visible_within_ttl_plus_one_second(
@@ -419,7 +505,7 @@ async def test_spurious_nxdomain_inside_the_grace_changes_nothing(
     knot.set_service(web())
     clock.advance(5)
     assert (await resolver.resolve("web")).stale  # re-check due: still served, in background
-    await until(lambda: not resolver.peek("web").stale)  # type: ignore[union-attr]
+    await eventually(lambda: not resolver.peek("web").stale)  # type: ignore[union-attr]
     after = await resolver.resolve("web")
     assert (after.stale, after.version) == (False, first.version)
 
@@ -445,7 +531,7 @@ async def test_serve_stale_through_a_server_outage(
     assert (await resolver.resolve("web")).stale
     assert resolver.stats.stale_served == 2
     knot.start()
-    await until(lambda: resolver.stats.errors > 0 and not resolver.peek("web").stale)  # type: ignore[union-attr]
+    await eventually(lambda: resolver.stats.errors > 0 and not resolver.peek("web").stale)  # type: ignore[union-attr]
     clock.advance(30)
     recovered = await resolver.resolve("web")
     assert (recovered.stale, recovered.version) == (False, first.version)
@@ -483,11 +569,11 @@ async def test_cancelled_caller_leaves_no_task_behind(
 ) -> None:
     resolver = open_resolver(black_hole, timeout=1.0, attempts=3)
     caller = asyncio.create_task(resolver.resolve("web"))
-    await until(lambda: resolver.stats.queries == 2)
+    await eventually(lambda: resolver.stats.queries == 2)
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
-    await until(lambda: resolver_tasks() == [])
+    await eventually(lambda: resolver_tasks() == [])
 
 
 async def test_aclose_stops_refreshes_and_watchers(
@@ -504,8 +590,47 @@ async def test_aclose_stops_refreshes_and_watchers(
     with pytest.raises(StopAsyncIteration):
         await waiting
     assert resolver_tasks() == []
-    with pytest.raises(RuntimeError, match="closed"):
-        await resolver.resolve("other")
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["web", "web.default", "web.default.svc", WEB_FQDN, "WEB.Default.svc.cluster.local", "other"],
+)
+async def test_a_closed_resolver_raises_its_own_error_under_every_spelling(
+    make_knot_dns: ServerFactory, open_resolver: OpenResolver, spelling: str
+) -> None:
+    resolver = open_resolver(make_knot_dns([web()]))
+    for cached in ("web", WEB_FQDN):  # in the cache under two spellings, both fresh
+        await resolver.resolve(cached)
+        await resolver.resolve(cached, port="http")
+    await resolver.aclose()
+
+    for port in (None, "http", 8080):
+        with pytest.raises(ResolverClosed) as closed:
+            await resolver.resolve(spelling, port=port)
+        assert not isinstance(closed.value, RuntimeError)
+        with pytest.raises(ResolverClosed):
+            resolver.peek(spelling, port=port)
+        with pytest.raises(ResolverClosed):
+            await anext(resolver.watch(spelling, port=port))
+
+
+async def test_a_unicode_name_is_refused_before_any_packet(open_resolver: OpenResolver) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        sink.setblocking(False)
+        resolver = open_resolver(f"127.0.0.1:{sink.getsockname()[1]}")
+        for port in (None, "http", 8080):
+            with pytest.raises(InvalidServiceName, match="other than a-z"):
+                await resolver.resolve("wéb", port=port)
+            with pytest.raises(InvalidServiceName):
+                resolver.peek("wéb.default", port=port)
+            with pytest.raises(InvalidServiceName):
+                await anext(resolver.watch("web-0.wéb", port=port))
+        await asyncio.sleep(0.1)
+        with pytest.raises(BlockingIOError):
+            sink.recv(512)  # not one query arrived
+    assert resolver.stats.queries == 0
 
 
 # -- watch ------------------------------------------------------------------------------------
@@ -625,7 +750,7 @@ async def test_truncated_answer_with_no_records_is_an_error_not_an_empty_service
     resolver = open_resolver(make_bind_dns([huge]), attempts=1)
     with pytest.raises(ResolutionError, match="too large even over TCP") as failed:
         await resolver.resolve("huge")
-    assert failed.value.rcode == "TRUNCATED"
+    assert (failed.value.reason, failed.value.rcode) == ("TRUNCATED", None)
 
 
 # -- single flight and failures, counted at the server (ClusterDNS) -----------------------------
@@ -649,7 +774,7 @@ async def test_cancelling_one_caller_leaves_the_shared_query_to_the_others(
     resolver = open_resolver(cluster_dns.nameserver)
     leaving = asyncio.create_task(resolver.resolve("web"))
     staying = asyncio.create_task(resolver.resolve("web"))
-    await until(lambda: cluster_dns.query_count(WEB_FQDN, "A") == 1)
+    await eventually(lambda: cluster_dns.query_count(WEB_FQDN, "A") == 1)
     leaving.cancel()
     assert len(await staying) == 3
     assert leaving.cancelled()
@@ -664,7 +789,7 @@ async def test_servfail_is_retried_then_raised_with_its_rcode(
     resolver = open_resolver(cluster_dns.nameserver, attempts=3)
     with pytest.raises(ResolutionError) as failed:
         await resolver.resolve("web")
-    assert failed.value.rcode == "SERVFAIL"
+    assert (failed.value.reason, failed.value.rcode) == ("RCODE", "SERVFAIL")
     counts = {cluster_dns.query_count(WEB_FQDN, t) for t in ("A", "AAAA")}
     assert max(counts) == 3
     assert resolver.stats.errors == 1
@@ -680,7 +805,7 @@ async def test_servfail_on_refresh_serves_stale_then_recovers(
     clock.advance(5)
     assert (await resolver.resolve("web")).stale
     cluster_dns.servfail = False
-    await until(lambda: not resolver.peek("web").stale)  # type: ignore[union-attr]
+    await eventually(lambda: not resolver.peek("web").stale)  # type: ignore[union-attr]
     assert (await resolver.resolve("web")).version == first.version
 
 
@@ -694,7 +819,7 @@ async def test_unused_names_stop_being_refreshed(
     resolver = open_resolver(make_knot_dns([web()], ttl=1), clock=clock, idle_after=30.0)
     await resolver.resolve("web")
     clock.advance(31)  # unused for longer than idle_after when the refresh comes due
-    await until(lambda: not [t for t in resolver_tasks() if "fresh" in t.get_name()])
+    await eventually(lambda: not [t for t in resolver_tasks() if "fresh" in t.get_name()])
     assert (resolver.stats.refreshes, resolver.stats.queries) == (0, 2)
     await resolver.resolve("web")  # used again: expired, so this one asks DNS
     assert resolver.stats.queries == 4

@@ -12,6 +12,8 @@ a DNS blip cannot be seen to go until DNS is back, and the grace here is short.
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.soak import SoakConfig, soak
 
 CONFIG = SoakConfig(
@@ -27,6 +29,7 @@ CONFIG = SoakConfig(
 )
 
 
+@pytest.mark.slow
 async def test_twenty_seconds_of_churn_and_dns_blips() -> None:
     report = await soak(CONFIG)
     assert report.failures == 0, report.failure_examples

@@ -17,6 +17,7 @@ import pytest
 from headless_resolver import (
     Endpoint,
     EndpointSet,
+    InvalidArgument,
     LeastLatency,
     NoEndpointsAvailable,
     PassiveHealth,
@@ -26,19 +27,9 @@ from headless_resolver import (
 )
 from headless_resolver._strategies import BaseStrategy
 from headless_resolver._strategies._round_robin import weighted_schedule
+from tests.clocks import FakeClock
 
 KEYS = [f"user-{i}" for i in range(100_000)]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def pods(count: int, *, first: int = 0, weights: list[int] | None = None) -> list[Endpoint]:
@@ -648,14 +639,14 @@ def test_sticky_key_comes_from_a_header_or_a_callable() -> None:
     assert Sticky("x-tenant").key_for(request) is None
     assert Sticky(lambda r: r.headers["x-user"].upper()).key_for(request) == "ALICE"
     assert RoundRobin().key_for(request) is None
-    with pytest.raises(TypeError, match="returned int"):
+    with pytest.raises(InvalidArgument, match="returned int"):
         Sticky(lambda r: 42).key_for(request)  # type: ignore[arg-type,return-value]
 
 
 def test_sticky_refuses_nonsense_configuration() -> None:
     with pytest.raises(ValueError, match="empty"):
         Sticky("")
-    with pytest.raises(TypeError, match="header name or a callable"):
+    with pytest.raises(InvalidArgument, match="header name or a callable"):
         Sticky(3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="share one PassiveHealth"):
         Sticky("x-user", fallback=RoundRobin(), health=PassiveHealth())

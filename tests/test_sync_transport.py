@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -15,6 +14,7 @@ import pytest
 
 from headless_resolver import HeadlessResolver, RoundRobin, ServiceNotFound, SyncHeadlessTransport
 from headless_resolver.testing import LocalCluster
+from tests.waiting import eventually_blocking
 
 T = TypeVar("T")
 WEB = "web.default.svc.cluster.local"
@@ -39,13 +39,6 @@ class ClusterThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
         self.loop.close()
-
-
-def eventually(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 5.0
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met within 5 s"
-        time.sleep(0.005)
 
 
 @pytest.fixture
@@ -127,4 +120,4 @@ def test_close_stops_the_resolver_thread_and_closes_every_pool(cluster: ClusterT
         assert [pod.open_connections for pod in pods] == [1, 1, 1]
     assert not resolver_thread.is_alive()
     assert sync_transport.pools() == []
-    eventually(lambda: all(pod.open_connections == 0 for pod in pods))
+    eventually_blocking(lambda: all(pod.open_connections == 0 for pod in pods))

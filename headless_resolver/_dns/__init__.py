@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from headless_resolver._dns._base import DnsAnswer, DnsBackend, RecordType, SrvRecord
+from headless_resolver._errors import InvalidArgument
 
 BackendKind = Literal["dnspython", "aiodns"]
 BACKENDS: tuple[BackendKind, ...] = ("dnspython", "aiodns")
@@ -23,7 +24,7 @@ def make_backend(
         from headless_resolver._dns._aiodns import AiodnsBackend
 
         return AiodnsBackend(nameservers, timeout=timeout)
-    raise ValueError(f"backend must be one of {BACKENDS}, not {kind!r}")
+    raise InvalidArgument(f"backend must be one of {BACKENDS}, not {kind!r}")
 
 
 __all__ = [

@@ -28,10 +28,19 @@ from typing import Any
 import pycares
 from pycares import _cares, _ffi, _lib, _shutdown_manager  # type: ignore[attr-defined]
 
-from headless_resolver._dns._base import DnsAnswer, RecordType, SrvRecord, rfc2181_ttl
-from headless_resolver._dns._dnspython import EDNS_PAYLOAD, check_nameservers, check_query
+from headless_resolver._dns._base import (
+    EDNS_PAYLOAD,
+    DnsAnswer,
+    RecordType,
+    SrvRecord,
+    check_nameservers,
+    check_query,
+    check_timeout,
+    rfc2181_ttl,
+    server_text,
+)
 from headless_resolver._dns._wire import TYPE_CODES
-from headless_resolver._errors import InvalidServiceName, ResolutionError
+from headless_resolver._errors import FailureReason, InvalidServiceName, ResolutionError
 
 _ARES_OPT_QUERY_CACHE = 1 << 21
 """``ARES_OPT_QUERY_CACHE`` from ares.h (c-ares >= 1.23); pycares does not export it."""
@@ -42,29 +51,29 @@ _ANSWERED = {
     _lib.ARES_ENOTFOUND: "NXDOMAIN",
 }
 """Statuses c-ares gives a response it accepted, by the response's rcode."""
-_FAILURES = {
-    pycares.errno.ARES_ETIMEOUT: "TIMEOUT",
+_RCODES = {
     pycares.errno.ARES_ESERVFAIL: "SERVFAIL",
     pycares.errno.ARES_EREFUSED: "REFUSED",
     pycares.errno.ARES_EFORMERR: "FORMERR",
     pycares.errno.ARES_ENOTIMP: "NOTIMP",
+}
+"""Statuses that stand for a server's failure rcode."""
+_REASONS: dict[int, FailureReason] = {
+    pycares.errno.ARES_ETIMEOUT: "TIMEOUT",
     pycares.errno.ARES_EBADRESP: "MALFORMED",
     pycares.errno.ARES_ECONNREFUSED: "NETWORK",
     pycares.errno.ARES_ECANCELLED: "CANCELLED",
     pycares.errno.ARES_EDESTRUCTION: "CANCELLED",
 }
-"""Every other status is a failure, named here as the rcode ResolutionError carries."""
+"""Why the other statuses failed, as ResolutionError.reason says it; unlisted ones are BACKEND."""
 
 
 class AiodnsBackend:
     """One c-ares channel to the given nameservers; one attempt per server, no c-ares cache."""
 
     def __init__(self, nameservers: Sequence[tuple[str, int]], *, timeout: float) -> None:
-        checked = check_nameservers(nameservers)
-        if not timeout > 0:
-            raise ValueError(f"timeout must be positive, not {timeout!r}")
-        self._timeout = timeout
-        self._servers = [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in checked]
+        self._servers = [server_text(h, p) for h, p in check_nameservers(nameservers)]
+        self._timeout = check_timeout(timeout)
         self._channel: _UncachedChannel | None = None
 
     async def query(self, name: str, rdtype: RecordType) -> DnsAnswer:
@@ -83,7 +92,7 @@ class AiodnsBackend:
                 outcome = await query.reply
         except TimeoutError:
             raise ResolutionError(
-                f"{name} {rdtype}: no answer within {self._timeout} s", name=name, rcode="TIMEOUT"
+                f"{name} {rdtype}: no answer within {self._timeout} s", name=name, reason="TIMEOUT"
             ) from None
         if isinstance(outcome, DnsAnswer):
             return outcome
@@ -143,11 +152,17 @@ def _send(channel: _UncachedChannel, query: _Query) -> None:
 
 
 def _failure(what: str, name: str, status: int) -> ResolutionError:
-    rcode = _FAILURES.get(status, f"ARES{status}")
-    reason = pycares.errno.strerror(status)
-    if isinstance(reason, bytes):
-        reason = reason.decode(errors="replace")
-    return ResolutionError(f"{what}: c-ares failed: {rcode} ({reason})", name=name, rcode=rcode)
+    rcode = _RCODES.get(status)
+    reason: FailureReason = "RCODE" if rcode is not None else _REASONS.get(status, "BACKEND")
+    text = pycares.errno.strerror(status)
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return ResolutionError(
+        f"{what}: c-ares failed: {rcode or reason} ({text}, status {status})",
+        name=name,
+        reason=reason,
+        rcode=rcode,
+    )
 
 
 def _on_reply(handle: Any, status: int, timeouts: int, dnsrec: Any) -> None:
@@ -314,7 +329,7 @@ class _UncachedChannel(pycares.Channel):
         if status != lib.ARES_SUCCESS:
             raise ResolutionError(
                 f"cannot create a c-ares channel (c-ares status {status})",
-                rcode="CHANNEL",
+                reason="BACKEND",
             )
         self._channel = channel
         _shutdown_manager.start()

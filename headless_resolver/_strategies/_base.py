@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from headless_resolver._endpoints import Endpoint, EndpointSet
-from headless_resolver._errors import NoEndpointsAvailable
+from headless_resolver._errors import InvalidArgument, NoEndpointsAvailable
 from headless_resolver._health import PassiveHealth
 
 ATTEMPTS = 8
@@ -127,7 +127,7 @@ class BaseStrategy(Generic[TableT]):
         self, endpoint: Endpoint, latency_s: float, ok: bool, *, status: int | None = None
     ) -> None:
         if not (latency_s >= 0 and math.isfinite(latency_s)):
-            raise ValueError(f"latency_s must be a finite number >= 0, got {latency_s!r}")
+            raise InvalidArgument(f"latency_s must be a finite number >= 0, got {latency_s!r}")
         self._finish(endpoint, latency_s, ok)
         self.health.record(endpoint, ok, status=status)
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from headless_resolver._endpoints import Endpoint
+from headless_resolver._errors import InvalidArgument
 from headless_resolver._health import PassiveHealth
 from headless_resolver._strategies._base import ATTEMPTS, Accept, BaseStrategy, SetTable
 
@@ -63,6 +64,13 @@ class LeastLatency(BaseStrategy[_Pool]):
     Thread safety: in-flight counts use atomic list operations and estimates are replaced as
     whole tuples, so no lock is taken; concurrent observations of one endpoint may drop one
     of the samples, never corrupt the estimate.
+
+    Parameters (keyword-only):
+        decay: time constant of the peak EWMA, in seconds (10).
+        default_rtt: cost of an endpoint without samples once it has a request (0.03 s).
+        failure_penalty: the least a failure counts as, in seconds (1).
+        health, rng: as for every strategy (see ``RoundRobin``).
+        clock: monotonic seconds, injectable for tests.
     """
 
     def __init__(
@@ -76,9 +84,9 @@ class LeastLatency(BaseStrategy[_Pool]):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not decay > 0:
-            raise ValueError(f"decay must be > 0 seconds, got {decay!r}")
+            raise InvalidArgument(f"decay must be > 0 seconds, got {decay!r}")
         if not default_rtt > 0 or not failure_penalty >= 0:
-            raise ValueError("default_rtt must be > 0 and failure_penalty >= 0")
+            raise InvalidArgument("default_rtt must be > 0 and failure_penalty >= 0")
         super().__init__(health=health, rng=rng)
         self.decay = decay
         self.default_rtt = default_rtt

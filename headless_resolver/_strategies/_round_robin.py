@@ -47,6 +47,11 @@ class RoundRobin(BaseStrategy[_Rotation]):
 
     Thread safety: ``next()`` on an ``itertools.count`` is atomic in CPython and tables are
     immutable, so picks take no lock.
+
+    Parameters (keyword-only, every strategy):
+        health: the ``PassiveHealth`` it skips ejected endpoints by; share one to share
+            ejections (default: a new one).
+        rng: where skipped turns and the first turn come from; seed it in tests.
     """
 
     def __repr__(self) -> str:

@@ -22,6 +22,7 @@ from fractions import Fraction
 from typing import Any
 
 from headless_resolver._endpoints import Endpoint
+from headless_resolver._errors import InvalidArgument
 from headless_resolver._health import PassiveHealth
 from headless_resolver._strategies._base import (
     Accept,
@@ -134,6 +135,12 @@ class Sticky(BaseStrategy[_Ring]):
     Thread safety: rings are immutable once built and load counters use atomic list
     operations, so picks take no lock; racing picks may each see room that only one of them
     gets, overshooting the bound by at most the number of concurrent pickers.
+
+    Parameters:
+        key: a header name, or a callable returning a request's key (or None).
+        balance_factor: the bound c above, > 1; None (default) for pure consistent hashing.
+        fallback: the strategy of requests without a key (default ``RoundRobin``).
+        health, rng: as for every strategy (see ``RoundRobin``).
     """
 
     def __init__(
@@ -147,11 +154,11 @@ class Sticky(BaseStrategy[_Ring]):
     ) -> None:
         if isinstance(key, str):
             if not key:
-                raise ValueError("Sticky(key=...): the header name is empty")
+                raise InvalidArgument("Sticky(key=...): the header name is empty")
         elif not callable(key):
-            raise TypeError(f"Sticky(key=...) takes a header name or a callable, not {key!r}")
+            raise InvalidArgument(f"Sticky(key=...) takes a header name or a callable, not {key!r}")
         if fallback is not None and health is not None and health is not fallback.health:
-            raise ValueError("Sticky and its fallback strategy must share one PassiveHealth")
+            raise InvalidArgument("Sticky and its fallback strategy must share one PassiveHealth")
         self.fallback: BaseStrategy[Any] = (
             fallback if fallback is not None else RoundRobin(health=health, rng=rng)
         )
@@ -160,7 +167,7 @@ class Sticky(BaseStrategy[_Ring]):
             or not isinstance(balance_factor, int | float)
             or not (math.isfinite(balance_factor) and balance_factor > 1)
         ):
-            raise ValueError(f"balance_factor must be a number > 1, got {balance_factor!r}")
+            raise InvalidArgument(f"balance_factor must be a number > 1, got {balance_factor!r}")
         super().__init__(health=self.fallback.health, rng=rng)
         self.key = key
         self.balance_factor = balance_factor
@@ -180,7 +187,7 @@ class Sticky(BaseStrategy[_Ring]):
             return request.headers.get(self.key)
         value = self.key(request)
         if value is not None and not isinstance(value, str):
-            raise TypeError(f"Sticky key callable returned {type(value).__name__}, not str")
+            raise InvalidArgument(f"Sticky key callable returned {type(value).__name__}, not str")
         return value
 
     def pick(

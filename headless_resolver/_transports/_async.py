@@ -70,6 +70,10 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
     ``trust_env`` says), so that is the way to use this transport. A client's own ``proxy=``,
     or mounting this transport under ``mounts=`` while ``HTTP(S)_PROXY`` is set, sends the
     matching URLs to httpx's proxy transport instead, bypassing this one.
+
+    Metrics: ``meter_provider`` (None: OpenTelemetry's global provider) gets per-service and
+    per-pod metrics (README, "Metrics"); ``per_pod_metrics=False`` reports them per service
+    only. ``stats()`` gives the same figures as plain dataclasses.
     """
 
     def __init__(

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from headless_resolver._errors import InvalidArgument
 from headless_resolver.testing._clusterdns import ClusterDNS
 from headless_resolver.testing._model import PortSpec, ServiceSpec
 from headless_resolver.testing._pods import CertificateAuthority, PodServer
@@ -70,6 +71,13 @@ class LocalCluster:
     ``pods(name)`` returns the live pod handles, whose knobs (``latency``, ``status``,
     ``refuse``, ``reset``) change a pod without changing DNS: a refusing pod is still published,
     like a dying pod the endpoints controller has not noticed yet.
+
+    Parameters (keyword-only):
+        domain: the cluster domain (``cluster.local``).
+        ttl: of the DNS records, in seconds (5).
+
+    ``add_service(name, pods=, port=, port_name=, tls=)`` starts a service's pods; with
+    ``tls=True`` they present certificates signed by the CA whose PEM file is at ``ca_cert``.
     """
 
     def __init__(self, *, domain: str = "cluster.local", ttl: int = 5) -> None:
@@ -86,7 +94,8 @@ class LocalCluster:
 
     @property
     def ca_cert(self) -> Path:
-        """PEM of the CA that signs every TLS service's certificate."""
+        """Path of the PEM file of the CA that signs every TLS service's certificate: trust it
+        with ``ssl.create_default_context(cafile=cluster.ca_cert)``."""
         return self._authority().ca_cert
 
     async def __aenter__(self) -> LocalCluster:
@@ -123,7 +132,7 @@ class LocalCluster:
         ServiceSpec(name, namespace, ports=(PortSpec(port_name, "tcp", port or 1),))
         _check_replicas(pods)
         if (name, namespace) in self._services:
-            raise ValueError(f"service {name}.{namespace} already exists")
+            raise InvalidArgument(f"service {name}.{namespace} already exists")
         ssl_context = None
         if tls:
             fqdn = f"{name}.{namespace}.svc.{self.domain}"
@@ -245,7 +254,7 @@ async def _start_pod(service: _Service, ordinal: int) -> PodServer:
 
 def _check_replicas(replicas: int) -> None:
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        raise ValueError(f"replicas: {replicas!r} is not a non-negative integer")
+        raise InvalidArgument(f"replicas: {replicas!r} is not a non-negative integer")
 
 
 def _endpoints(service: _Service) -> list[tuple[str, str]]:

@@ -41,6 +41,7 @@ import dns.renderer
 import dns.reversename
 import dns.rrset
 
+from headless_resolver._errors import InvalidArgument
 from headless_resolver.testing._model import (
     DNS_SCHEMA_VERSION,
     EndpointSpec,
@@ -173,6 +174,15 @@ class ClusterDNS:
     does, including its NXDOMAIN/NODATA choices, SRV weights, PTR records, the query's case in
     owner names, ``loadbalance`` shuffling (``shuffle``) and truncation to the client's buffer.
     A namespace exists while it holds a service. Pod records (``pods disabled``) are not served.
+
+    Parameters (keyword-only):
+        domain: the cluster domain it is authoritative for (``cluster.local``).
+        ttl: of every record, and the SOA minimum (negative TTL), in seconds (5).
+        host, port: where it listens; a loopback address, port 0 picks a free one.
+        shuffle: reorder records in each answer, as CoreDNS's ``loadbalance`` does (True).
+        reverse_zones: zones it answers PTR queries for.
+        endpoint_pod_names: name pods without a hostname by pod name, as CoreDNS's option of
+            that name does (False: by dashed IP).
     """
 
     tcp_read_timeout: float = 2.0
@@ -194,19 +204,19 @@ class ClusterDNS:
         try:
             origin = dns.name.from_text(domain)
         except dns.exception.DNSException as error:
-            raise ValueError(f"domain: {domain!r} is not a domain name ({error})") from None
+            raise InvalidArgument(f"domain: {domain!r} is not a domain name ({error})") from None
         if len(origin) < 2:
-            raise ValueError(f"domain: {domain!r} is the root, not a cluster domain")
+            raise InvalidArgument(f"domain: {domain!r} is the root, not a cluster domain")
         if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= 3600:
-            raise ValueError(f"ttl: {ttl!r} is not in 0..3600 seconds")
+            raise InvalidArgument(f"ttl: {ttl!r} is not in 0..3600 seconds")
         try:
             loopback = ipaddress.ip_address(host).is_loopback
         except ValueError:
             loopback = False
         if not loopback:
-            raise ValueError(f"host: {host!r} is not a loopback address")
+            raise InvalidArgument(f"host: {host!r} is not a loopback address")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
-            raise ValueError(f"port: {port!r} is not in 0..65535")
+            raise InvalidArgument(f"port: {port!r} is not in 0..65535")
         self._domain = origin.to_text().lower()
         self._ttl = ttl
         self._host = ipaddress.ip_address(host).compressed
@@ -344,7 +354,7 @@ class ClusterDNS:
         specs = list(services)
         for spec in specs:
             if not isinstance(spec, ServiceSpec):
-                raise TypeError(f"services: expected ServiceSpec, got {spec!r}")
+                raise InvalidArgument(f"services: expected ServiceSpec, got {spec!r}")
         with self._lock:
             self._publish({(spec.namespace, spec.name): spec for spec in specs})
 
@@ -656,10 +666,10 @@ def _reverse_zone(zone: str) -> dns.name.Name:
     try:
         origin = dns.name.from_text(zone).canonicalize()
     except dns.exception.DNSException as error:
-        raise ValueError(f"reverse_zones: {zone!r} is not a domain name ({error})") from None
+        raise InvalidArgument(f"reverse_zones: {zone!r} is not a domain name ({error})") from None
     arpa = (dns.reversename.ipv4_reverse_domain, dns.reversename.ipv6_reverse_domain)
     if not any(origin.is_subdomain(parent) for parent in arpa):
-        raise ValueError(f"reverse_zones: {zone!r} is not under in-addr.arpa or ip6.arpa")
+        raise InvalidArgument(f"reverse_zones: {zone!r} is not under in-addr.arpa or ip6.arpa")
     return origin
 
 
@@ -676,7 +686,7 @@ def _counter_name(name: str) -> dns.name.Name:
     try:
         return dns.name.from_text(name).canonicalize()
     except dns.exception.DNSException as error:
-        raise ValueError(f"name: {name!r} is not a domain name ({error})") from None
+        raise InvalidArgument(f"name: {name!r} is not a domain name ({error})") from None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from headless_resolver._errors import InvalidArgument
+
 DNS_SCHEMA_VERSION = "1.1.0"
 
 _LABEL_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -22,7 +24,7 @@ PROTOCOLS = ("tcp", "udp", "sctp")
 
 def _check_label(field_name: str, value: str, pattern: re.Pattern[str]) -> None:
     if not isinstance(value, str) or not pattern.match(value):
-        raise ValueError(f"{field_name}: {value!r} is not a valid DNS label")
+        raise InvalidArgument(f"{field_name}: {value!r} is not a valid DNS label")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +38,12 @@ class PortSpec:
     def __post_init__(self) -> None:
         _check_label("port.name", self.name, _PORT_NAME)
         if "--" in self.name or not re.search("[a-z]", self.name):
-            raise ValueError(f"port.name: {self.name!r} is not an IANA service name")
+            raise InvalidArgument(f"port.name: {self.name!r} is not an IANA service name")
         if self.protocol.lower() not in PROTOCOLS:
-            raise ValueError(f"port.protocol: {self.protocol!r} is not one of {PROTOCOLS}")
+            raise InvalidArgument(f"port.protocol: {self.protocol!r} is not one of {PROTOCOLS}")
         object.__setattr__(self, "protocol", self.protocol.lower())
         if not isinstance(self.number, int) or not 0 < self.number < 65536:
-            raise ValueError(f"port.number: {self.number!r} is not in 1..65535")
+            raise InvalidArgument(f"port.number: {self.number!r} is not in 1..65535")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,7 @@ class EndpointSpec:
         try:
             address = ipaddress.ip_address(self.ip)
         except ValueError:
-            raise ValueError(f"endpoint.ip: {self.ip!r} is not an IP address") from None
+            raise InvalidArgument(f"endpoint.ip: {self.ip!r} is not an IP address") from None
         object.__setattr__(self, "ip", address.compressed)
         object.__setattr__(self, "ports", tuple(port(p) for p in self.ports))
         if self.hostname is not None:
@@ -106,13 +108,13 @@ def endpoint(value: EndpointSpec | tuple[object, ...] | str) -> EndpointSpec:
         hostname = value[1] if len(value) > 1 else None
         ready = value[2] if len(value) > 2 else True
         if not isinstance(ip, str):
-            raise ValueError(f"endpoint.ip: {ip!r} is not an IP address")
+            raise InvalidArgument(f"endpoint.ip: {ip!r} is not an IP address")
         if hostname is not None and not isinstance(hostname, str):
-            raise ValueError(f"endpoint.hostname: {hostname!r} is not a string")
+            raise InvalidArgument(f"endpoint.hostname: {hostname!r} is not a string")
         if not isinstance(ready, bool):
-            raise ValueError(f"endpoint.ready: {ready!r} is not a bool")
+            raise InvalidArgument(f"endpoint.ready: {ready!r} is not a bool")
         return EndpointSpec(ip, hostname, ready)
-    raise ValueError(f"endpoint: {value!r} is not (ip, hostname) or (ip, hostname, ready)")
+    raise InvalidArgument(f"endpoint: {value!r} is not (ip, hostname) or (ip, hostname, ready)")
 
 
 def port(value: PortSpec | tuple[object, ...]) -> PortSpec:
@@ -122,11 +124,11 @@ def port(value: PortSpec | tuple[object, ...]) -> PortSpec:
     if isinstance(value, tuple) and len(value) == 3:
         name, protocol, number = value
         if not isinstance(name, str) or not isinstance(protocol, str):
-            raise ValueError(f"port: {value!r} is not (name, protocol, number)")
+            raise InvalidArgument(f"port: {value!r} is not (name, protocol, number)")
         if not isinstance(number, int) or isinstance(number, bool):
-            raise ValueError(f"port.number: {number!r} is not an integer")
+            raise InvalidArgument(f"port.number: {number!r} is not an integer")
         return PortSpec(name, protocol, number)
-    raise ValueError(f"port: {value!r} is not (name, protocol, number)")
+    raise InvalidArgument(f"port: {value!r} is not (name, protocol, number)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,17 +153,17 @@ class ServiceSpec:
         ips = tuple(self.cluster_ips) or (() if self.cluster_ip is None else (self.cluster_ip,))
         compressed = tuple(_cluster_ip(ip) for ip in ips)
         if self.cluster_ip is not None and compressed[0] != _cluster_ip(self.cluster_ip):
-            raise ValueError(
+            raise InvalidArgument(
                 f"service.cluster_ips: {ips!r} must start with cluster_ip {self.cluster_ip!r}"
             )
         if len(compressed) > 2 or len({":" in ip for ip in compressed}) != len(compressed):
-            raise ValueError(f"service.cluster_ips: {ips!r} is not one address per IP family")
+            raise InvalidArgument(f"service.cluster_ips: {ips!r} is not one address per IP family")
         object.__setattr__(self, "cluster_ips", compressed)
         object.__setattr__(self, "cluster_ip", compressed[0] if compressed else None)
         object.__setattr__(self, "endpoints", tuple(endpoint(e) for e in self.endpoints))
         object.__setattr__(self, "ports", tuple(port(p) for p in self.ports))
         if compressed and not self.ports:
-            raise ValueError("service.ports: a ClusterIP service needs at least one port")
+            raise InvalidArgument("service.ports: a ClusterIP service needs at least one port")
 
     @property
     def headless(self) -> bool:
@@ -186,7 +188,7 @@ def _cluster_ip(value: object) -> str:
     try:
         return ipaddress.ip_address(value).compressed  # type: ignore[arg-type]
     except ValueError:
-        raise ValueError(f"service.cluster_ip: {value!r} is not an IP address") from None
+        raise InvalidArgument(f"service.cluster_ip: {value!r} is not an IP address") from None
 
 
 def srv_weight(entries: int) -> int:

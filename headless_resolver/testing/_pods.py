@@ -22,6 +22,8 @@ from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 
+from headless_resolver._errors import InvalidArgument
+
 __all__ = ["PodServer", "make_tls"]
 
 _LINE_LIMIT = 64 * 1024
@@ -59,6 +61,11 @@ class PodServer:
     status answered), ``refuse`` (stop listening: new connections get ECONNREFUSED, open ones
     live on) and ``reset`` (send half a response, then reset the connection). A TLS pod records
     the server name each client asked for through ``ssl_context.sni_callback``, which it sets.
+
+    Parameters:
+        ip: a loopback address (127.0.0.x or ::1). port: 0 picks a free one at ``start()``.
+        hostname: what it reports as ``pod`` (default: its IP).
+        ssl_context: serve TLS with this context.
     """
 
     def __init__(
@@ -72,11 +79,11 @@ class PodServer:
         try:
             address = ipaddress.ip_address(ip)
         except ValueError:
-            raise ValueError(f"pod ip: {ip!r} is not an IP address") from None
+            raise InvalidArgument(f"pod ip: {ip!r} is not an IP address") from None
         if not address.is_loopback:
-            raise ValueError(f"pod ip: {ip} is not a loopback address")
+            raise InvalidArgument(f"pod ip: {ip} is not a loopback address")
         if not isinstance(port, int) or not 0 <= port < 65536:
-            raise ValueError(f"pod port: {port!r} is not in 0..65535")
+            raise InvalidArgument(f"pod port: {port!r} is not in 0..65535")
         self.ip = address.compressed
         self.port = port
         self._family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
@@ -111,7 +118,7 @@ class PodServer:
     @status.setter
     def status(self, value: int) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or not 200 <= value <= 599:
-            raise ValueError(f"pod status: {value!r} is not an HTTP status in 200..599")
+            raise InvalidArgument(f"pod status: {value!r} is not an HTTP status in 200..599")
         self._status = value
 
     @property
@@ -411,7 +418,12 @@ class CertificateAuthority:
     """A throwaway CA issuing server certificates for service names."""
 
     def __init__(self, directory: str | Path | None = None) -> None:
-        import trustme  # a test-only dependency: imported when TLS pods are asked for
+        try:
+            import trustme  # the testing extra: imported when TLS pods are asked for
+        except ImportError:
+            raise ImportError(
+                "TLS pods need trustme: pip install 'headless-resolver[testing]'"
+            ) from None
 
         if directory is None:
             directory = tempfile.mkdtemp(prefix="headless-resolver-ca-")
@@ -421,7 +433,7 @@ class CertificateAuthority:
 
     def server_context_factory(self, names: list[str]) -> Callable[[], ssl.SSLContext]:
         if isinstance(names, str) or not names or not all(isinstance(n, str) for n in names):
-            raise ValueError(f"TLS names: {names!r} is not a non-empty list of names")
+            raise InvalidArgument(f"TLS names: {names!r} is not a non-empty list of names")
         certificate = self._ca.issue_cert(*names)
 
         def server_context() -> ssl.SSLContext:

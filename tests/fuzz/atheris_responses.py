@@ -67,7 +67,7 @@ def check(data: bytes) -> None:
     """The fuzz target: raises AssertionError (or whatever escaped the reader) on a bad outcome."""
     rdtype, wire, outcome = read(data)
     if isinstance(outcome, ResolutionError):
-        assert outcome.rcode == "MALFORMED", outcome.rcode
+        assert outcome.reason == "MALFORMED", outcome.reason
     elif outcome.answer is not None:
         # No answer becomes the backend's ResolutionError naming the rcode.
         assert outcome.rcode in ANSWERED, outcome
