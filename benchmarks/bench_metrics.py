@@ -16,7 +16,7 @@ client sends the same GETs (concurrency 10, round-robin) with:
 
 Runs alternate in order round after round; each ratio to ``off`` is taken within a round, and
 the median over rounds is reported, so a change of machine load between rounds cancels out.
-Targets (issue #15): ``sdk`` <= 1.15 x ``off``; ``api`` <= 1.03 x ``off``.
+Targets: ``sdk`` <= 1.15 x ``off``; ``api`` <= 1.03 x ``off``.
 
 On a shared machine a whole request's CPU moves by more than the few percent at stake, so the
 hooks an attempt runs (``started`` and ``finished``: the plain records and the one histogram
