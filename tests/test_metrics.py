@@ -28,6 +28,7 @@ from headless_resolver import (
     LeastLatency,
     PassiveHealth,
     RoundRobin,
+    ServiceNotFound,
     SyncHeadlessTransport,
 )
 from headless_resolver._logs import RateLimitedLog
@@ -336,7 +337,7 @@ async def test_negative_answers_are_counted_per_name(
 ) -> None:
     await cluster.add_service("web", pods=1, port=8080)
     await cluster.remove_service("web")
-    with pytest.raises(Exception, match="NXDOMAIN"):
+    with pytest.raises(ServiceNotFound, match="NXDOMAIN"):
         await resolver.resolve(WEB)
     metrics = collect(reader)
     assert metrics[f"{PREFIX}.dns.negative_answers"] == [({f"{PREFIX}.name": WEB}, 1)]
