@@ -36,8 +36,10 @@ def test_the_package_exports_exactly_these_names() -> None:
         "InvalidServiceName",
         "LeastLatency",
         "NameLookup",
+        "NameStats",
         "NoEndpointsAvailable",
         "PassiveHealth",
+        "PodStats",
         "PortRef",
         "RecordType",
         "ResolutionError",
@@ -46,10 +48,12 @@ def test_the_package_exports_exactly_these_names() -> None:
         "RoundRobin",
         "ServiceName",
         "ServiceNotFound",
+        "ServiceStats",
         "SrvRecord",
         "Sticky",
         "Strategy",
         "SyncHeadlessTransport",
+        "TransportStats",
     ]
     for name in headless_resolver.__all__:
         assert getattr(headless_resolver, name) is not None
