@@ -42,8 +42,15 @@ import httpx
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from headless_resolver import Endpoint, EndpointSet, HeadlessResolver, HeadlessTransport, RoundRobin
-from headless_resolver._metrics import Outcome, TransportRecorder
+from headless_resolver import (
+    Endpoint,
+    EndpointSet,
+    HeadlessResolver,
+    HeadlessTransport,
+    RoundRobin,
+    Verdict,
+)
+from headless_resolver._metrics import TransportRecorder
 from headless_resolver.testing import LocalCluster
 
 CONCURRENCY = 10
@@ -118,7 +125,7 @@ def hooks_us(reader: InMemoryMetricReader | None) -> float:
     def attempt() -> None:
         for pod in pods:
             record = recorder.started(endpoints, pod, "web.default.svc.cluster.local", 8080)
-            recorder.finished(record, Outcome.OK, 0.002, "GET", status=200)
+            recorder.finished(record, Verdict.OK, 0.002, "GET", status=200)
 
     runs = timeit.repeat(attempt, timer=time.process_time, number=20_000 // len(pods), repeat=5)
     if provider is not None:

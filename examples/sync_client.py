@@ -1,11 +1,13 @@
 """A plain (threaded, no asyncio) program using httpx.Client: Flask, Django, scripts, workers.
 
-The transport runs the resolver on a background thread of its own and owns it: closing the
-client closes the resolver too. Many threads may share one client.
+The transport runs the resolver on a background thread, which stops when the client closes.
+A transport closes only what it made: a resolver made here (to name the nameserver) is closed
+here, once no client uses it. Many threads may share one client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import Counter
 
@@ -20,13 +22,16 @@ PORT = 8080
 def main(nameserver: str | None = None, requests: int = 6) -> Counter[str]:
     """Send ``requests`` GETs from this thread; return answers per pod."""
     resolver = HeadlessResolver([nameserver] if nameserver else None)
-    transport = SyncHeadlessTransport(resolver, RoundRobin())
     served: Counter[str] = Counter()
-    with httpx.Client(transport=transport, timeout=5.0) as client:
-        for _ in range(requests):
-            response = client.get(f"http://{SERVICE}:{PORT}/")
-            response.raise_for_status()
-            served[response.json()["pod"]] += 1
+    try:
+        transport = SyncHeadlessTransport(resolver, RoundRobin())
+        with httpx.Client(transport=transport, timeout=5.0) as client:
+            for _ in range(requests):
+                response = client.get(f"http://{SERVICE}:{PORT}/")
+                response.raise_for_status()
+                served[response.json()["pod"]] += 1
+    finally:
+        asyncio.run(resolver.aclose())
     print(dict(sorted(served.items())))
     return served
 

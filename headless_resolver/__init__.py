@@ -21,6 +21,7 @@ from headless_resolver._names import NameLookup, PortRef, ServiceName
 from headless_resolver._resolver import HeadlessResolver, ResolverStats
 from headless_resolver._strategies import LeastLatency, RoundRobin, Sticky, Strategy
 from headless_resolver._transports import HeadlessTransport, SyncHeadlessTransport
+from headless_resolver._verdict import Verdict
 
 if TYPE_CHECKING:
     from headless_resolver._aiohttp import HeadlessAiohttpResolver
@@ -72,4 +73,5 @@ __all__ = [
     "Strategy",
     "SyncHeadlessTransport",
     "TransportStats",
+    "Verdict",
 ]

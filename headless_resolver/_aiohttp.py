@@ -2,9 +2,12 @@
 
 aiohttp asks its resolver for addresses only when it opens a connection, so balancing here is
 per new connection, not per request: a kept-alive connection keeps going to the pod it was
-opened to, and the strategy hears no latencies or outcomes. Use
+opened to, and the strategy hears no latencies or outcomes (so no failure judgement applies:
+give the strategy a health shared with a ``HeadlessTransport`` for its pick to skip the pods
+that one ejects). Use
 ``aiohttp.TCPConnector(resolver=HeadlessAiohttpResolver(...), use_dns_cache=False)``; with
-aiohttp's DNS cache on, aiohttp would reuse one answer (and its order) for every connection.
+aiohttp's DNS cache on, aiohttp asks once per ``ttl_dns_cache`` (10 s) and rotates through
+that one answer itself, so the strategy, ejections and set changes are bypassed meanwhile.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from aiohttp.resolver import DefaultResolver
 
 from headless_resolver._endpoints import Endpoint
 from headless_resolver._errors import HeadlessResolverError, InvalidServiceName
+from headless_resolver._hosts import HostMatch, host_matcher, port_rules
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import RoundRobin, Strategy
-from headless_resolver._transports._routing import HostMatch, host_matcher, port_rules
 
 _FAMILIES: dict[int, Callable[[Endpoint], bool]] = {
     socket.AF_INET: lambda e: not e.is_ipv6,

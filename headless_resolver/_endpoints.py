@@ -10,6 +10,16 @@ from typing import overload
 from headless_resolver._errors import InvalidArgument
 
 
+def member_diff(
+    before: frozenset[Endpoint], after: frozenset[Endpoint]
+) -> tuple[frozenset[Endpoint], frozenset[Endpoint]]:
+    """``(added, removed)`` going from ``before`` to ``after``, by endpoint identity.
+
+    The one way pods' arrivals and departures are worked out: by pools, strategies, health.
+    """
+    return after - before, before - after
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One pod address of a service.
@@ -118,7 +128,7 @@ class EndpointSet(Sequence[Endpoint]):
 
     def diff(self, newer: EndpointSet) -> tuple[frozenset[Endpoint], frozenset[Endpoint]]:
         """``(added, removed)`` going from this set to ``newer``."""
-        return newer._members - self._members, self._members - newer._members
+        return member_diff(self._members, newer._members)
 
     def replace(
         self,

@@ -11,14 +11,15 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
-from headless_resolver._endpoints import Endpoint
+from headless_resolver._endpoints import Endpoint, member_diff
 from headless_resolver._errors import InvalidArgument
 from headless_resolver._logs import health_log as logger
-
-DEFAULT_FAILURE_STATUSES = frozenset({502, 503, 504})
+from headless_resolver._verdict import DEFAULT_FAILURE_STATUSES, Verdict
 
 CONNECT_FAILURES = "connect_failures"
-FAILED_STATUSES = "failed_statuses"
+"""Ejected for ``consecutive_connect_failures``: refused, reset, body cut short."""
+STATUS_FAILURES = "status_failures"
+"""Ejected for ``consecutive_status_failures``: failing statuses and timeouts."""
 EJECTION_EXPIRED = "ejection_expired"
 
 
@@ -46,9 +47,11 @@ class _Record:
 class PassiveHealth:
     """Ejects an endpoint after consecutive failures, for ``base_ejection`` x times ejected.
 
-    A refused or reset connection (``ok=False, status=None``) counts towards
-    ``consecutive_connect_failures``; an answer whose status is in ``failure_statuses``
-    towards ``consecutive_status_failures``; a success resets both. The ejection time grows with
+    Health counts ``Verdict``s, judged once by the transport (``Judge``): a refused or reset
+    connection, or a body cut short, counts towards ``consecutive_connect_failures``; a
+    failing status or a timeout towards ``consecutive_status_failures``; a success resets
+    both; what was not the pod's doing counts for nothing. ``failure_statuses`` are the
+    statuses transports judge failing when not given their own. The ejection time grows with
     each ejection, capped at ``max_ejection``, and shrinks by one step per ``base_ejection``
     spent healthy. At most ``max_ejection_percent`` of a set is ejected at once (at least one
     ejection is always allowed, and at least one endpoint is always kept). When every endpoint
@@ -159,7 +162,8 @@ class PassiveHealth:
             self._groups[name] = members
             for endpoint in members:
                 self._group_of[endpoint] = name
-            for endpoint in previous - members:
+            _, gone = member_diff(previous, members)
+            for endpoint in gone:
                 home = next((n for n, g in self._groups.items() if endpoint in g), None)
                 if home is not None:
                     self._group_of[endpoint] = home
@@ -168,13 +172,14 @@ class PassiveHealth:
                 self._records.pop(endpoint, None)
                 self._ejected_until.pop(endpoint, None)
 
-    def record(self, endpoint: Endpoint, ok: bool, *, status: int | None = None) -> None:
-        """Counts one outcome: success, connection failure, or failing status."""
-        if status is not None and status in self.failure_statuses:
-            self._count_failure(endpoint, connect=False)
-        elif not ok and status is None:
+    def record(self, endpoint: Endpoint, verdict: Verdict) -> None:
+        """Counts one attempt's verdict."""
+        if verdict.broke_connection:
             self._count_failure(endpoint, connect=True)
-        elif ok and endpoint in self._records:
+        elif not verdict:
+            if verdict.about_the_pod:
+                self._count_failure(endpoint, connect=False)
+        elif endpoint in self._records:
             with self._lock:
                 record = self._records.get(endpoint)
                 if record is not None:
@@ -195,7 +200,7 @@ class PassiveHealth:
                 record.status_failures += 1
                 tripped = record.status_failures >= self.consecutive_status_failures
             if tripped and endpoint not in self._ejected_until:
-                reason = CONNECT_FAILURES if connect else FAILED_STATUSES
+                reason = CONNECT_FAILURES if connect else STATUS_FAILURES
                 self._eject(endpoint, record, group_name, reason)
 
     def _eject(self, endpoint: Endpoint, record: _Record, group_name: str, reason: str) -> None:

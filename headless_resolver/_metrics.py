@@ -23,7 +23,6 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NamedTuple
 
@@ -31,6 +30,7 @@ from opentelemetry import metrics as otel
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from headless_resolver._endpoints import Endpoint, EndpointSet
+from headless_resolver._verdict import Verdict
 
 PREFIX = "headless_resolver"
 
@@ -52,23 +52,22 @@ CHANGE = f"{PREFIX}.change"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 """The semantic conventions' advice for ``http.client.request.duration``."""
 
+CLIENT = "client"
+
 RECENT_CHANGES = 10
 """Set changes remembered per name, for ``stats()`` and ``headless-resolver top``."""
 
 
-class Outcome(StrEnum):
-    """How one attempt on a pod ended."""
-
-    OK = "ok"
-    FAILING_STATUS = "failing_status"
-    """The pod answered a status that counts as its failure (502/503/504 by default)."""
-    CONNECT_FAILURE = "connect_failure"
-    """Refused, reset or closed before an answer."""
-    TIMEOUT = "timeout"
-    BODY_CUT_SHORT = "body_cut_short"
-    """Headers arrived, the body was cut short."""
-    CLIENT = "client"
-    """The client's own doing (cancelled, its pool limit): never held against the pod."""
+OUTCOMES: dict[Verdict, str] = {
+    Verdict.OK: "ok",
+    Verdict.FAILING_STATUS: "failing_status",
+    Verdict.TIMEOUT: "timeout",
+    Verdict.CONNECT_FAILURE: "connect_failure",
+    Verdict.BODY_CUT_SHORT: "body_cut_short",
+    Verdict.NOT_THE_PODS: CLIENT,
+}
+"""The ``outcome`` attribute of each verdict: the judge's words, snake_cased; ``client`` for
+what was the client's own doing (never held against the pod)."""
 
 
 class Instrument(NamedTuple):
@@ -111,7 +110,7 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         "ObservableCounter",
         "{request}",
         (*_SERVICE_ATTRS, *_POD_ATTRS, OUTCOME),
-        "attempts ended, by outcome: " + ", ".join(o.value for o in Outcome),
+        "attempts ended, by outcome: " + ", ".join(OUTCOMES.values()),
     ),
     Instrument(
         f"{PREFIX}.endpoint.request_time",
@@ -139,7 +138,8 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         "ObservableCounter",
         "{ejection}",
         (*_SERVICE_ATTRS, *_POD_ATTRS, REASON),
-        "ejections by reason: connect_failures, failed_statuses",
+        "ejections by reason: connect_failures (refused, reset, body cut short),"
+        " status_failures (failing statuses, timeouts)",
     ),
     Instrument(
         f"{PREFIX}.endpoint.readmissions",
@@ -270,7 +270,7 @@ class PodStats:
 
     @property
     def mean_latency_s(self) -> float | None:
-        ended = sum(n for o, n in self.outcomes.items() if o != Outcome.CLIENT)
+        ended = sum(n for o, n in self.outcomes.items() if o != CLIENT)
         return self.request_time_s / ended if ended else None
 
 
@@ -755,21 +755,24 @@ class TransportRecorder:
     def finished(
         self,
         pod: PodRecord,
-        outcome: Outcome,
+        verdict: Verdict,
         seconds: float,
         method: str,
         *,
         status: int | None = None,
         error: str | None = None,
     ) -> None:
-        """The attempt ended: ``status`` when the pod answered, ``error`` (a type) if not."""
+        """The attempt's ``verdict`` is in: ``status`` when the pod answered, ``error`` (an
+        exception's type, or a failing status) otherwise. ``seconds``: to the response headers
+        or to the failure; not counted when the verdict is not about the pod."""
         pod.in_flight -= 1
+        outcome = OUTCOMES[verdict]
         pod.outcomes[outcome] = pod.outcomes.get(outcome, 0) + 1
         service = pod.service
         if pod.departing and not pod.in_flight:
             with self._lock:
                 service.depart(pod)
-        if outcome is not Outcome.CLIENT:
+        if verdict.about_the_pod:
             pod.request_time += seconds
             self._request_duration.record(seconds, service.duration_attrs(method, status, error))
 

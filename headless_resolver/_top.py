@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from headless_resolver._endpoints import Endpoint
-from headless_resolver._metrics import NameStats, Outcome, ServiceStats
+from headless_resolver._metrics import CLIENT, NameStats, ServiceStats
 from headless_resolver._names import PortRef
 from headless_resolver._resolver import HeadlessResolver
 
@@ -136,7 +136,7 @@ def render_traffic(service: ServiceStats, names: Mapping[str, str] | None = None
     names = names or {}
     rows = [("POD", "ADDRESS", "REQUESTS", "IN FLIGHT", "FAILED", "MEAN MS", "EJECTED")]
     for pod in sorted(service.pods, key=lambda p: _order(p.endpoint)):
-        failed = sum(n for o, n in pod.outcomes.items() if o not in (Outcome.OK, Outcome.CLIENT))
+        failed = sum(n for o, n in pod.outcomes.items() if o not in ("ok", CLIENT))
         mean = pod.mean_latency_s
         ejected = "yes" if pod.ejected else "-"
         if pod.ejections:

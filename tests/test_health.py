@@ -12,6 +12,7 @@ import pytest
 from headless_resolver import Endpoint, EndpointSet, NoEndpointsAvailable
 from headless_resolver._health import PassiveHealth
 from headless_resolver._strategies import BaseStrategy, LeastLatency, RoundRobin, Sticky
+from headless_resolver._verdict import Verdict
 from tests.clocks import FakeClock
 
 MakeStrategy = Callable[[PassiveHealth], BaseStrategy[Any]]
@@ -34,7 +35,7 @@ def test_one_refused_connection_ejects_for_base_ejection_then_readmits(clock: Fa
     health = PassiveHealth(clock=clock)
     a, b, c = pods(3)
     tracked(health, [a, b, c])
-    health.record(a, ok=False)
+    health.record(a, Verdict.CONNECT_FAILURE)
     assert health.is_ejected(a)
     assert health.ejected() == {a}
     clock.advance(29.9)
@@ -49,9 +50,9 @@ def test_five_consecutive_failing_statuses_eject(clock: FakeClock) -> None:
     a, *_ = endpoints = pods(3)
     tracked(health, endpoints)
     for _ in range(4):
-        health.record(a, ok=False, status=503)
+        health.record(a, Verdict.FAILING_STATUS)
     assert not health.is_ejected(a)
-    health.record(a, ok=False, status=502)
+    health.record(a, Verdict.FAILING_STATUS)
     assert health.is_ejected(a)
 
 
@@ -60,23 +61,44 @@ def test_a_success_resets_the_consecutive_count(clock: FakeClock) -> None:
     a, *_ = endpoints = pods(3)
     tracked(health, endpoints)
     for _ in range(4):
-        health.record(a, ok=False, status=504)
-    health.record(a, ok=True, status=200)
+        health.record(a, Verdict.FAILING_STATUS)
+    health.record(a, Verdict.OK)
     for _ in range(4):
-        health.record(a, ok=False, status=504)
+        health.record(a, Verdict.FAILING_STATUS)
     assert not health.is_ejected(a)
 
 
-def test_only_configured_statuses_count(clock: FakeClock) -> None:
-    health = PassiveHealth(clock=clock, failure_statuses={500}, consecutive_status_failures=2)
+def test_timeouts_count_like_failing_statuses_in_a_row(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock, consecutive_status_failures=3)
     a, b, *_ = endpoints = pods(4)
     tracked(health, endpoints)
-    for _ in range(10):
-        health.record(a, ok=False, status=503)
+    health.record(a, Verdict.TIMEOUT)
+    health.record(a, Verdict.FAILING_STATUS)
     assert not health.is_ejected(a)
-    health.record(b, ok=False, status=500)
-    health.record(b, ok=False, status=500)
-    assert health.is_ejected(b)
+    health.record(a, Verdict.TIMEOUT)
+    assert health.is_ejected(a)
+    health.record(b, Verdict.TIMEOUT)
+    health.record(b, Verdict.OK)
+    health.record(b, Verdict.TIMEOUT)
+    health.record(b, Verdict.TIMEOUT)
+    assert not health.is_ejected(b)
+
+
+def test_a_body_cut_short_ejects_like_a_refused_connection(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock)
+    a, *_ = endpoints = pods(3)
+    tracked(health, endpoints)
+    health.record(a, Verdict.BODY_CUT_SHORT)
+    assert health.ejected() == {a}
+
+
+def test_what_was_not_the_pods_doing_counts_for_nothing(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock, consecutive_status_failures=1)
+    a, *_ = endpoints = pods(3)
+    tracked(health, endpoints)
+    for _ in range(10):
+        health.record(a, Verdict.NOT_THE_PODS)
+    assert not health.any_ejected
 
 
 def test_ejection_time_grows_with_each_ejection_up_to_the_cap(clock: FakeClock) -> None:
@@ -85,7 +107,7 @@ def test_ejection_time_grows_with_each_ejection_up_to_the_cap(clock: FakeClock) 
     tracked(health, endpoints)
     durations = []
     for _ in range(4):
-        health.record(a, ok=False)
+        health.record(a, Verdict.CONNECT_FAILURE)
         start = clock.now
         while health.is_ejected(a):
             clock.advance(1.0)
@@ -99,11 +121,11 @@ def test_time_spent_healthy_shrinks_the_next_ejection(clock: FakeClock) -> None:
     a, *_ = endpoints = pods(3)
     tracked(health, endpoints)
     for duration in (10.0, 20.0, 30.0):
-        health.record(a, ok=False)
+        health.record(a, Verdict.CONNECT_FAILURE)
         clock.advance(duration)
         assert not health.is_ejected(a)
     clock.advance(25.0)  # two base ejections healthy: the multiplier drops from 3 to 1
-    health.record(a, ok=False)
+    health.record(a, Verdict.CONNECT_FAILURE)
     assert health.times_ejected(a) == 2
     clock.advance(19.9)
     assert health.is_ejected(a)
@@ -122,7 +144,7 @@ def test_at_most_max_ejection_percent_is_ejected_and_one_is_always_kept(
     endpoints = pods(size)
     tracked(health, endpoints)
     for endpoint in endpoints:
-        health.record(endpoint, ok=False)
+        health.record(endpoint, Verdict.CONNECT_FAILURE)
     assert len(health.ejected()) == expected
 
 
@@ -130,9 +152,9 @@ def test_an_expired_ejection_does_not_use_up_the_budget(clock: FakeClock) -> Non
     health = PassiveHealth(clock=clock)
     a, b, c = pods(3)
     tracked(health, [a, b, c])
-    health.record(a, ok=False)
+    health.record(a, Verdict.CONNECT_FAILURE)
     clock.advance(31)  # a's ejection has ended, though nobody has asked about a since
-    health.record(b, ok=False)
+    health.record(b, Verdict.CONNECT_FAILURE)
     assert health.ejected() == {b}
 
 
@@ -142,14 +164,14 @@ def test_budget_is_per_set(clock: FakeClock) -> None:
     tracked(health, web, "web")
     tracked(health, api, "api")
     for endpoint in web + api:
-        health.record(endpoint, ok=False)
+        health.record(endpoint, Verdict.CONNECT_FAILURE)
     assert health.ejected() == {web[0], api[0]}
 
 
 def test_endpoints_of_no_tracked_set_leave_no_state(clock: FakeClock) -> None:
     health = PassiveHealth(clock=clock)
     stranger = Endpoint("10.9.9.9", 80)
-    health.record(stranger, ok=False)
+    health.record(stranger, Verdict.CONNECT_FAILURE)
     assert not health.is_ejected(stranger)
     assert health.times_ejected(stranger) == 0
 
@@ -158,8 +180,8 @@ def test_state_is_dropped_when_an_endpoint_leaves_every_set(clock: FakeClock) ->
     health = PassiveHealth(clock=clock)
     a, b, c = pods(3)
     tracked(health, [a, b, c])
-    health.record(a, ok=False)
-    health.record(b, ok=False, status=503)
+    health.record(a, Verdict.CONNECT_FAILURE)
+    health.record(b, Verdict.FAILING_STATUS)
     tracked(health, [a], "also-a")
     tracked(health, [c])
     assert health.is_ejected(a), "a is still a member of another set"
@@ -178,7 +200,7 @@ def test_concurrent_failures_respect_the_budget(clock: FakeClock) -> None:
     def fail(endpoint: Endpoint) -> None:
         barrier.wait()
         for _ in range(50):
-            health.record(endpoint, ok=False)
+            health.record(endpoint, Verdict.CONNECT_FAILURE)
 
     threads = [threading.Thread(target=fail, args=(ep,)) for ep in endpoints]
     for thread in threads:

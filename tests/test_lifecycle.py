@@ -103,7 +103,9 @@ async def test_the_sync_transport_closes_its_thread_and_sockets(cluster: LocalCl
     def use_and_close() -> list[int]:
         resolver = HeadlessResolver([cluster.nameserver])
         with httpx.Client(transport=SyncHeadlessTransport(resolver), trust_env=False) as http:
-            return [http.get(URL).status_code for _ in range(9)]
+            statuses = [http.get(URL).status_code for _ in range(9)]
+        asyncio.run(resolver.aclose())  # a resolver passed in is its owner's to close
+        return statuses
 
     assert await asyncio.to_thread(use_and_close) == [200] * 9
     await eventually(lambda: open_fds() <= fds_before, within=SETTLE)

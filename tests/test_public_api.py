@@ -54,6 +54,7 @@ def test_the_package_exports_exactly_these_names() -> None:
         "Strategy",
         "SyncHeadlessTransport",
         "TransportStats",
+        "Verdict",
     ]
     for name in headless_resolver.__all__:
         assert getattr(headless_resolver, name) is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib.util
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 
@@ -22,7 +23,8 @@ from headless_resolver import (
     ServiceNotFound,
     Sticky,
 )
-from headless_resolver._transports._routing import pod_url, shard_limits
+from headless_resolver._transports._pools import shard_limits
+from headless_resolver._transports._routes import pod_url
 from headless_resolver.testing import LocalCluster, PodServer
 from tests.clocks import FakeClock
 from tests.waiting import eventually
@@ -42,9 +44,14 @@ async def resolver(cluster: LocalCluster, clock: FakeClock) -> AsyncIterator[Hea
         yield resolver
 
 
-def client(transport: HeadlessTransport, *, follow_redirects: bool = False) -> httpx.AsyncClient:
+def client(
+    transport: HeadlessTransport,
+    *,
+    follow_redirects: bool = False,
+    timeout: httpx.Timeout | float = 5.0,
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        transport=transport, trust_env=False, timeout=5.0, follow_redirects=follow_redirects
+        transport=transport, trust_env=False, timeout=timeout, follow_redirects=follow_redirects
     )
 
 
@@ -484,8 +491,150 @@ async def test_failure_statuses_reach_the_strategy_health(
     strategy = RoundRobin()
     async with client(HeadlessTransport(resolver, strategy)) as http:
         statuses = [(await http.get(URL)).status_code for _ in range(60)]
-    assert statuses.count(503) < 20  # ejected after its failures, not one in three
-    assert pods[1].requests + pods[2].requests >= 40
+    assert statuses.count(503) == 5  # consecutive_status_failures, then ejected
+    assert ejected_ips(strategy) == {pods[0].ip}
+
+
+# --- what counts against a pod -----------------------------------------------------------------
+
+
+def ejected_ips(strategy: RoundRobin) -> set[str]:
+    return {endpoint.ip for endpoint in strategy.health.ejected()}
+
+
+def names_pod(error: BaseException, pod: PodServer) -> bool:
+    return any(f"{pod.ip}:{pod.port}" in note for note in getattr(error, "__notes__", ()))
+
+
+async def test_the_transports_own_failure_statuses_eject(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    pods[0].status = 500
+    strategy = RoundRobin()
+    async with client(HeadlessTransport(resolver, strategy, failure_statuses={500})) as http:
+        statuses = [(await http.get(URL)).status_code for _ in range(60)]
+    assert statuses.count(500) == 5
+    assert ejected_ips(strategy) == {pods[0].ip}
+
+
+async def _via_stream(http: httpx.AsyncClient) -> httpx.Response:
+    async with http.stream("GET", URL) as response:
+        await response.aread()
+    return response
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        lambda http: http.get(URL),
+        lambda http: http.post(URL, content=b"order"),
+        _via_stream,
+    ],
+    ids=["GET", "POST", "stream"],
+)
+async def test_a_pod_that_resets_mid_body_is_ejected_and_named(
+    cluster: LocalCluster,
+    resolver: HeadlessResolver,
+    send: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    pods[0].reset = True
+    strategy = RoundRobin()
+    errors: list[httpx.TransportError] = []
+    async with client(HeadlessTransport(resolver, strategy)) as http:
+        for _ in range(18):
+            try:
+                await send(http)
+            except httpx.TransportError as error:
+                errors.append(error)
+    assert pods[0].requests == 1  # reset once, then ejected
+    assert ejected_ips(strategy) == {pods[0].ip}
+    assert all(names_pod(error, pods[0]) for error in errors)
+    # Cut mid-body, the caller sees the error; cut before the answer, a GET moves on.
+    assert sum(served(pods)) == 18 + (not errors)
+
+
+async def test_the_clients_own_pool_limit_ejects_no_pod(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    for pod in pods:
+        pod.latency = 0.5
+    strategy = RoundRobin()
+    transport = HeadlessTransport(resolver, strategy, limits=httpx.Limits(max_connections=1))
+    async with client(transport, timeout=httpx.Timeout(5.0, pool=0.05)) as http:
+        outcomes = await asyncio.gather(*(http.get(URL) for _ in range(6)), return_exceptions=True)
+        assert sum(isinstance(o, httpx.PoolTimeout) for o in outcomes) == 3
+        assert strategy.health.ejected() == frozenset()
+        for pod in pods:
+            pod.latency = 0.0
+        before = served(pods)
+        for _ in range(9):
+            await http.get(URL)
+    assert [after - was for after, was in zip(served(pods), before, strict=True)] == [3, 3, 3]
+
+
+async def test_a_read_timeout_counts_in_a_row_and_an_idempotent_request_moves_on(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    pods[0].latency = 2.0
+    strategy = RoundRobin()
+    transport = HeadlessTransport(resolver, strategy)
+    async with client(transport, timeout=httpx.Timeout(5.0, read=0.2)) as http:
+        statuses = [(await http.get(URL)).status_code for _ in range(24)]
+    assert statuses == [200] * 24  # each GET the slow pod timed out went to another pod
+    assert pods[0].requests == 5  # consecutive_status_failures timeouts, then ejected
+    assert ejected_ips(strategy) == {pods[0].ip}
+
+
+async def test_a_post_that_timed_out_is_not_resent_and_the_pod_not_ejected(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    for pod in pods:
+        pod.latency = 2.0
+    strategy = RoundRobin()
+    transport = HeadlessTransport(resolver, strategy)
+    async with client(transport, timeout=httpx.Timeout(5.0, read=0.2)) as http:
+        with pytest.raises(httpx.ReadTimeout) as timed_out:
+            await http.post(URL, content=b"order")
+    [first] = [pod for pod in pods if pod.requests]
+    assert sum(served(pods)) == 1
+    assert names_pod(timed_out.value, first)
+    assert strategy.health.ejected() == frozenset()
+
+
+async def test_closing_a_transport_leaves_a_shared_resolver_open(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    await cluster.add_service("web", pods=2)
+    first, second = HeadlessTransport(resolver), HeadlessTransport(resolver)
+    async with client(first) as http:
+        assert (await http.get(URL)).status_code == 200
+    async with client(second) as http:
+        assert (await http.get(URL)).status_code == 200
+    assert (await resolver.resolve(WEB)).name
+
+
+@pytest.mark.skipif(importlib.util.find_spec("h2") is not None, reason="h2 is installed")
+def test_http2_without_h2_fails_at_construction_as_httpx_does() -> None:
+    with pytest.raises(ImportError, match=r"'h2' package is not installed") as ours:
+        HeadlessTransport(HeadlessResolver(["127.0.0.1:1"]), http2=True)
+    with pytest.raises(ImportError) as httpx_own:
+        httpx.AsyncClient(http2=True)
+    assert str(ours.value) == str(httpx_own.value)
+
+
+async def test_a_kubernetes_svc_name_is_routed_by_default(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=2)
+    async with client(HeadlessTransport(resolver)) as http:
+        responses = [await http.get("http://web.default.svc:8080/") for _ in range(4)]
+    assert {r.json()["host"] for r in responses} == {"web.default.svc:8080"}
+    assert served(pods) == [2, 2]
 
 
 async def test_unknown_service_is_an_httpx_connect_error(

@@ -14,9 +14,10 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from headless_resolver._endpoints import Endpoint, EndpointSet
+from headless_resolver._endpoints import Endpoint, EndpointSet, member_diff
 from headless_resolver._errors import InvalidArgument, NoEndpointsAvailable
 from headless_resolver._health import PassiveHealth
+from headless_resolver._verdict import Verdict
 
 ATTEMPTS = 8
 """Choices a strategy tries before it filters the whole set for usable endpoints."""
@@ -52,9 +53,16 @@ class Strategy(Protocol):
         ...
 
     def observe(
-        self, endpoint: Endpoint, latency_s: float, ok: bool, *, status: int | None = None
+        self, endpoint: Endpoint, latency_s: float, ok: bool | Verdict, *, status: int | None = None
     ) -> None:
-        """The outcome of a picked request; ``ok=False, status=None`` is a connection failure."""
+        """The outcome of a picked request, for the pod's latency and health.
+
+        The transports pass the attempt's ``Verdict`` as ``ok`` (truthy only when the attempt
+        succeeded, so a strategy may treat it as a bool); ``latency_s`` is the time to the
+        answer's headers, or to the failure. Callers may pass a bool instead: ``ok=False``
+        is a connection failure, or a failing status when ``status`` is given
+        (``Verdict.of``). Outcomes that were not the pod's doing go to ``release``.
+        """
         ...
 
     def release(self, endpoint: Endpoint) -> None:
@@ -124,12 +132,13 @@ class BaseStrategy(Generic[TableT]):
         return endpoint
 
     def observe(
-        self, endpoint: Endpoint, latency_s: float, ok: bool, *, status: int | None = None
+        self, endpoint: Endpoint, latency_s: float, ok: bool | Verdict, *, status: int | None = None
     ) -> None:
         if not (latency_s >= 0 and math.isfinite(latency_s)):
             raise InvalidArgument(f"latency_s must be a finite number >= 0, got {latency_s!r}")
-        self._finish(endpoint, latency_s, ok)
-        self.health.record(endpoint, ok, status=status)
+        verdict = Verdict.of(ok, status)
+        self._finish(endpoint, latency_s, bool(verdict))
+        self.health.record(endpoint, verdict)
 
     def release(self, endpoint: Endpoint) -> None:
         self._release(endpoint)
@@ -223,7 +232,7 @@ class BaseStrategy(Generic[TableT]):
             self._tables[name] = table
             self.health.track(name, table.members)
             if previous is not None:
-                gone = previous.members - table.members
+                _, gone = member_diff(previous.members, table.members)
                 for other in self._tables.values():
                     if gone and other is not table:
                         gone -= other.members

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Sequence
 from fractions import Fraction
 from typing import Any
 
-from headless_resolver._endpoints import Endpoint
+from headless_resolver._endpoints import Endpoint, member_diff
 from headless_resolver._errors import InvalidArgument
 from headless_resolver._health import PassiveHealth
 from headless_resolver._strategies._base import (
@@ -32,6 +32,7 @@ from headless_resolver._strategies._base import (
     identity_order,
 )
 from headless_resolver._strategies._round_robin import RoundRobin
+from headless_resolver._verdict import Verdict
 
 RING_POINTS_PER_ENDPOINT = 16
 PROBES = 21
@@ -210,7 +211,7 @@ class Sticky(BaseStrategy[_Ring]):
         return endpoint
 
     def observe(
-        self, endpoint: Endpoint, latency_s: float, ok: bool, *, status: int | None = None
+        self, endpoint: Endpoint, latency_s: float, ok: bool | Verdict, *, status: int | None = None
     ) -> None:
         self.fallback.observe(endpoint, latency_s, ok, status=status)
         self._unload(endpoint)
@@ -249,11 +250,11 @@ class Sticky(BaseStrategy[_Ring]):
         loads = self._loads
         if previous is not None:
             ring.total = total = previous.total
-            for endpoint in previous.members - ring.members:
+            joined, left = member_diff(previous.members, ring.members)
+            for endpoint in left:
                 load = loads.get(endpoint)
                 if load is not None:
                     load.totals = tuple(other for other in load.totals if other is not total)
-            joined = ring.members - previous.members
         else:
             total, joined = ring.total, ring.members
         for endpoint in joined:

@@ -2,66 +2,76 @@
 
 from __future__ import annotations
 
-import contextlib
-import ssl
-import time
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping
-from types import TracebackType
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import httpx
-from httpx._types import CertTypes, ProxyTypes
-from opentelemetry.metrics import MeterProvider
-from tenacity import AsyncRetrying
 
-from headless_resolver._endpoints import EndpointSet
-from headless_resolver._errors import (
-    HeadlessResolverError,
-    InvalidServiceName,
-    NoEndpointsAvailable,
-)
+from headless_resolver._errors import HeadlessResolverError, InvalidServiceName
 from headless_resolver._resolver import HeadlessResolver
-from headless_resolver._strategies import Strategy
+from headless_resolver._transports._attempt import Attempts, Exchange, PodBody, resolution_failed
 from headless_resolver._transports._base import BaseHeadlessTransport
-from headless_resolver._transports._routing import (
-    DEFAULT_LIMITS,
-    Attempts,
-    HostMatch,
-    PoolShard,
-    Route,
-    SocketOption,
-    pod_request,
-    resolution_failed,
-)
 
 
 class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.AsyncBaseTransport):
     """Send requests for cluster services straight to a pod picked by ``strategy``.
 
-    Use it as ``httpx.AsyncClient(transport=HeadlessTransport(...))``. Hosts that match (names
-    under the cluster domain, hosts listed in ``match`` or ``ports``) are resolved (a cache hit
-    on the hot path), a pod is picked, and a new request goes to the pod's IP while the URL,
-    ``Host`` header and TLS server name stay the service's, so certificates are verified
-    against the service name. Other hosts pass through to a plain ``httpx.AsyncHTTPTransport``.
+    Use it as ``httpx.AsyncClient(transport=HeadlessTransport(...))``. Hosts that match are
+    resolved (a cache hit on the hot path), a pod is picked, and a new request goes to the
+    pod's IP while the URL, ``Host`` header and TLS server name stay the service's, so
+    certificates are verified against the service name. Other hosts pass through to a plain
+    ``httpx.AsyncHTTPTransport``. Per-pod names (``web-0.web.default.svc.cluster.local``) go
+    to that pod only.
 
-    Ports: a URL with an explicit port uses it. ``ports={"web": "http"}`` takes the port of
-    ``http://web/`` from the SRV record of the named port ``_http._tcp``; with
-    ``srv_from_scheme=True`` every routed URL without a port takes it from ``_<scheme>._tcp``.
-    Per-pod names (``web-0.web.default.svc.cluster.local``) go to that pod only.
+    Parameters:
+        resolver: shared by the clients that should share its cache; when omitted, one is
+            made (nameservers from ``/etc/resolv.conf``) and closed with the transport. A
+            resolver passed in is never closed here: it is its owner's.
+        strategy: picks the pod (default ``RoundRobin()``); hears every attempt's verdict.
+        match: extra hosts to route, as names or a predicate. Always routed: names under the
+            cluster domain, names ending in ``.svc`` (``web.default.svc``), hosts in ``ports``.
+        ports: ``{"web": "http"}`` takes the port of ``http://web/`` from the SRV record of
+            the named port ``_http._tcp``. A rule applies to the host exactly as written
+            (``web``, not ``web.default.svc``): give each spelling the client uses.
+        srv_from_scheme: every routed URL without a port takes it from ``_<scheme>._tcp``.
+        retries: extra attempts on other pods (below).
+        failure_statuses: statuses that count against a pod (default: those of
+            ``strategy.health``, 502/503/504); the response is still returned.
+        verify, cert, trust_env, http1, http2, limits, local_address, socket_options,
+            connect_retries: httpx's options (``connect_retries`` is httpx's ``retries``),
+            applied to every pod's pool; ``limits`` are per pod. ``http2=True`` needs
+            ``h2`` (``pip install httpx[http2]``), or raises ``ImportError`` at once.
+        proxy, uds: only for hosts passed through (below).
+        meter_provider: where the per-service and per-pod metrics go (OpenTelemetry; README,
+            "Metrics"); None: the global provider, whose instruments do nothing until an SDK
+            is installed. ``stats()`` gives the same figures as plain dataclasses.
+        per_pod_metrics: False reports every metric per service only (thousands of pods).
+
+    What counts against a pod is judged once per attempt (``Verdict``) and acted on by the
+    strategy and its health alike: a refused or reset connection, and a response body cut
+    short, eject the pod at once (``consecutive_connect_failures``); a status in
+    ``failure_statuses`` and a timeout after sending (read or write) count in a row
+    (``consecutive_status_failures``). The client's own doing counts for nothing: its pool
+    limit (``httpx.PoolTimeout``), a request it could not encode, a cancellation. The
+    strategy hears the latency to the headers and the verdict when the body is closed.
 
     Retries: a request that never reached a pod (refused, reset while connecting, connect or
     pool timeout) is tried again on another pod, whatever its method; one that may have been
-    sent is retried only when idempotent with an in-memory body. Never the same pod twice;
-    at most ``retries`` extra attempts. The latency to the response headers and the outcome
-    go to ``strategy.observe()`` and so to its health: connection errors and statuses in
-    ``failure_statuses`` (default: those of ``strategy.health``, 502/503/504) are failures.
-    Statuses are never retried: the response is the caller's to see.
+    sent (reset, or timed out after sending) only when idempotent with an in-memory body, so
+    a sent POST is never resent. Never the same pod twice; at most ``retries`` extra
+    attempts, each with the client's full timeouts: bound the whole request with a deadline
+    of your own (``asyncio.timeout``), whose cancellation counts against no pod. Statuses
+    and bodies cut short are never retried: the caller has the response already. The error
+    the caller sees is httpx's own, with a note naming the pods tried (``ip:port``), or the
+    pod whose body was cut short.
 
-    The httpx options (``verify``, ``cert``, ``http1``, ``http2``, ``limits``,
-    ``local_address``, ``socket_options``, ``connect_retries`` = httpx's ``retries``) apply
-    to every pod pool; ``limits`` are per pod. Over HTTP/1.1 a pod's pool is split into
-    httpcore pools of at most 8 kept-alive connections each (their limits add up to
-    ``limits``), because httpcore's bookkeeping costs every request time in proportion to
-    the connections of its pool.
+    Errors that are not httpx's: ``InvalidServiceName`` (also a ``ValueError``) for a URL
+    whose host cannot be a service name, and whatever a ``Sticky`` key callable raises.
+    Resolution failures are ``httpx.ConnectError`` with the resolver's error as the cause.
+
+    Over HTTP/1.1 a pod's pool is split into httpcore pools of at most 8 kept-alive
+    connections each (their limits add up to ``limits``), because httpcore's bookkeeping
+    costs every request time in proportion to the connections of its pool.
 
     Proxies: pods are always reached directly. A forward proxy would resolve the service name
     itself (one pod, or none from outside the cluster), and httpcore's HTTP proxy ignores the
@@ -70,67 +80,16 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
     ``trust_env`` says), so that is the way to use this transport. A client's own ``proxy=``,
     or mounting this transport under ``mounts=`` while ``HTTP(S)_PROXY`` is set, sends the
     matching URLs to httpx's proxy transport instead, bypassing this one.
-
-    Metrics: ``meter_provider`` (None: OpenTelemetry's global provider) gets per-service and
-    per-pod metrics (README, "Metrics"); ``per_pod_metrics=False`` reports them per service
-    only. ``stats()`` gives the same figures as plain dataclasses.
     """
 
-    def __init__(
-        self,
-        resolver: HeadlessResolver | None = None,
-        strategy: Strategy | None = None,
-        *,
-        match: HostMatch | None = None,
-        ports: Mapping[str, str] | None = None,
-        srv_from_scheme: bool = False,
-        retries: int = 2,
-        failure_statuses: Collection[int] | None = None,
-        verify: ssl.SSLContext | str | bool = True,
-        cert: CertTypes | None = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits = DEFAULT_LIMITS,
-        proxy: ProxyTypes | None = None,
-        uds: str | None = None,
-        local_address: str | None = None,
-        connect_retries: int = 0,
-        socket_options: Iterable[SocketOption] | None = None,
-        meter_provider: MeterProvider | None = None,
-        per_pod_metrics: bool = True,
-    ) -> None:
-        super().__init__(
-            resolver,
-            strategy,
-            pod_transport=httpx.AsyncHTTPTransport,
-            lock=contextlib.nullcontext(),
-            match=match,
-            ports=ports,
-            srv_from_scheme=srv_from_scheme,
-            retries=retries,
-            failure_statuses=failure_statuses,
-            verify=verify,
-            cert=cert,
-            trust_env=trust_env,
-            http1=http1,
-            http2=http2,
-            limits=limits,
-            proxy=proxy,
-            uds=uds,
-            local_address=local_address,
-            connect_retries=connect_retries,
-            socket_options=socket_options,
-            meter_provider=meter_provider,
-            per_pod_metrics=per_pod_metrics,
-        )
+    def _new_pod_transport(self, **options: Any) -> httpx.AsyncHTTPTransport:
+        return httpx.AsyncHTTPTransport(**options)
 
     def _open_resolver(self, resolver: HeadlessResolver | None) -> HeadlessResolver:
-        self._owns_resolver = resolver is None
         return HeadlessResolver() if resolver is None else resolver
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        route = self._router.route(request.url)
+        route = self._routes.route(request.url)
         if route is None:
             return await self._passthrough.handle_async_request(request)
         try:
@@ -140,101 +99,57 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
         except HeadlessResolverError as exc:
             raise resolution_failed(request, exc) from exc
         if endpoints.version != route.version:
-            for transport in self._router.update(route, endpoints):
-                await transport.aclose()
-        attempts = Attempts(route, request.method)
-        try:
-            return await self._attempt(request, route, endpoints, attempts)
-        except NoEndpointsAvailable as exc:
-            raise resolution_failed(request, exc) from exc
-        except httpx.TransportError as exc:
-            if not self._will_retry(request, exc):
-                attempts.noted(exc)
-                raise
-        return await self._retry(request, route, endpoints, attempts)
-
-    async def _retry(
-        self, request: httpx.Request, route: Route, endpoints: EndpointSet, attempts: Attempts
-    ) -> httpx.Response:
-        retrying = self._retrying(AsyncRetrying, request)
-        try:
-            return await retrying(self._attempt, request, route, endpoints, attempts)
-        except NoEndpointsAvailable:
-            raise attempts.exhausted() from None
-        except httpx.TransportError as exc:
-            attempts.noted(exc)
-            raise
-
-    async def _attempt(
-        self, request: httpx.Request, route: Route, endpoints: EndpointSet, attempts: Attempts
-    ) -> httpx.Response:
-        endpoint = self._pick(request, endpoints, attempts)
-        shard = self._router.checkout(route, endpoint)
-        started = time.perf_counter()
-        try:
-            response = await shard.transport.handle_async_request(
-                pod_request(request, route, endpoint)
-            )
-        except httpx.TransportError as exc:
-            self._failed(endpoint, started, exc, attempts)
-            await self._checkin(shard)
-            raise
-        except BaseException:
-            self._abandoned(endpoint, attempts)
-            await self._checkin(shard)
-            raise
-        self._answered(request, endpoint, started, response, attempts)
-        response.stream = _PodResponseStream(response.stream, self, shard)
-        return response
-
-    async def _checkin(self, shard: PoolShard[httpx.AsyncHTTPTransport]) -> None:
-        for transport in self._router.checkin(shard):
-            await transport.aclose()
+            await _close(self._pools.update(route, endpoints))
+        attempts = Attempts(self._rules, request, route, endpoints)
+        while True:
+            shard, pod_request = attempts.start()
+            try:
+                response = await shard.transport.handle_async_request(pod_request)
+            except BaseException as exc:
+                await _close(self._pools.checkin(shard))
+                attempts.failed(exc)
+            else:
+                return _attach(response, attempts.answered(response, shard))
 
     async def aclose(self) -> None:
         """Close every pod pool, the pass-through transport, and the resolver if we made it."""
         self._stop_recording()
-        for transport in self._router.close_all():
-            await transport.aclose()
+        await _close(self._pools.close_all())
         await self._passthrough.aclose()
         if self._owns_resolver:
             await self._resolver.aclose()
 
-    async def __aenter__(self) -> HeadlessTransport:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        await self.aclose()
+async def _close(transports: Iterable[httpx.AsyncHTTPTransport]) -> None:
+    for transport in transports:
+        await transport.aclose()
 
 
-class _PodResponseStream(httpx.AsyncByteStream):
-    """The pod's response body; closing it ends the request's use of the pod pool."""
+def _attach(
+    response: httpx.Response, exchange: Exchange[httpx.AsyncHTTPTransport]
+) -> httpx.Response:
+    """The pod's response, its body now ending the exchange when closed."""
+    body = response.stream
+    assert isinstance(body, httpx.AsyncByteStream)
+    response.stream = _PodResponseStream(body, exchange)
+    return response
 
-    __slots__ = ("_shard", "_stream", "_transport")
 
-    def __init__(
-        self,
-        stream: httpx.SyncByteStream | httpx.AsyncByteStream,
-        transport: HeadlessTransport,
-        shard: PoolShard[httpx.AsyncHTTPTransport],
-    ) -> None:
-        assert isinstance(stream, httpx.AsyncByteStream)
-        self._stream = stream
-        self._transport = transport
-        self._shard: PoolShard[httpx.AsyncHTTPTransport] | None = shard
+class _PodResponseStream(
+    PodBody[httpx.AsyncByteStream, httpx.AsyncHTTPTransport], httpx.AsyncByteStream
+):
+    """The pod's response body: its failures are the pod's; closing it ends the attempt."""
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._stream.__aiter__()
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except httpx.TransportError as exc:
+            self._exchange.body_failed(exc)
+            raise
 
     async def aclose(self) -> None:
         try:
             await self._stream.aclose()
         finally:
-            shard, self._shard = self._shard, None
-            if shard is not None:
-                await self._transport._checkin(shard)
+            await _close(self._exchange.closed())

@@ -1,104 +1,142 @@
-"""BaseHeadlessTransport: what the async and sync transports do around their I/O, once.
+"""BaseHeadlessTransport: the options and parts the async and sync transports share.
 
-As httpx's ``BaseClient`` under ``Client`` and ``AsyncClient``: the options, the routing table
-and pools, the pick and what the strategy hears, when to retry and which errors callers see.
-Each twin adds only how it waits: by awaiting, or by blocking on its loop thread.
+As httpx's ``BaseClient`` under ``Client`` and ``AsyncClient``: the options (one signature),
+the route table, the per-pod pools, the judge and strategy every attempt reports to. Each
+twin adds only its I/O: how it sends to a pod, closes a pod transport, and waits for DNS.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.util
 import ssl
-import time
-from collections.abc import Callable, Collection, Iterable, Mapping
-from contextlib import AbstractContextManager
-from typing import Generic, TypeVar
+import threading
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, ClassVar, Generic, TypedDict, TypeVar
 
 import httpx
 from httpx._types import CertTypes, ProxyTypes
 from opentelemetry.metrics import MeterProvider
-from tenacity import BaseRetrying, retry_if_exception, stop_after_attempt
 
-from headless_resolver._endpoints import Endpoint, EndpointSet
-from headless_resolver._logs import transport_log as logger
-from headless_resolver._metrics import Outcome, TransportRecorder, TransportStats
+from headless_resolver._endpoints import Endpoint
+from headless_resolver._hosts import HostMatch, host_matcher, port_rules
+from headless_resolver._metrics import TransportRecorder, TransportStats
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import LeastLatency, RoundRobin, Strategy
-from headless_resolver._transports._routing import (
-    Attempts,
-    HostMatch,
-    Router,
-    SocketOption,
-    host_matcher,
-    port_rules,
-    retryable,
-    shard_limits,
-)
+from headless_resolver._transports._attempt import AttemptRules
+from headless_resolver._transports._pools import DEFAULT_LIMITS, PodPools, shard_limits
+from headless_resolver._transports._routes import PoolKey, Routes
+from headless_resolver._verdict import Judge
 
 T = TypeVar("T")
-R = TypeVar("R", bound=BaseRetrying)
+
+SocketOption = (
+    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+)
+
+
+class TransportOptions(TypedDict, total=False):
+    """The keyword options of ``BaseHeadlessTransport``, for a twin that adds its own."""
+
+    match: HostMatch | None
+    ports: Mapping[str, str] | None
+    srv_from_scheme: bool
+    retries: int
+    failure_statuses: Collection[int] | None
+    verify: ssl.SSLContext | str | bool
+    cert: CertTypes | None
+    trust_env: bool
+    http1: bool
+    http2: bool
+    limits: httpx.Limits
+    proxy: ProxyTypes | None
+    uds: str | None
+    local_address: str | None
+    connect_retries: int
+    socket_options: Iterable[SocketOption] | None
+    meter_provider: MeterProvider | None
+    per_pod_metrics: bool
+
+
+def require_h2() -> None:
+    """``http2=True`` needs the ``h2`` package: say so at once, as ``httpx.Client`` does."""
+    if importlib.util.find_spec("h2") is None:
+        raise ImportError(
+            "Using http2=True, but the 'h2' package is not installed. "
+            "Make sure to install httpx using `pip install httpx[http2]`."
+        )
 
 
 class BaseHeadlessTransport(Generic[T]):
-    """Options, routing and the strategy's view of each attempt, for pod transports of type T."""
+    """Options, routes, pools and the attempt rules, for pod transports of type T."""
+
+    _threaded: ClassVar[bool] = False
+    """Whether requests come from many threads at once (the bookkeeping then takes a lock)."""
 
     def __init__(
         self,
-        resolver: HeadlessResolver | None,
-        strategy: Strategy | None,
+        resolver: HeadlessResolver | None = None,
+        strategy: Strategy | None = None,
         *,
-        pod_transport: Callable[..., T],
-        lock: AbstractContextManager[object],
-        match: HostMatch | None,
-        ports: Mapping[str, str] | None,
-        srv_from_scheme: bool,
-        retries: int,
-        failure_statuses: Collection[int] | None,
-        verify: ssl.SSLContext | str | bool,
-        cert: CertTypes | None,
-        trust_env: bool,
-        http1: bool,
-        http2: bool,
-        limits: httpx.Limits,
-        proxy: ProxyTypes | None,
-        uds: str | None,
-        local_address: str | None,
-        connect_retries: int,
-        socket_options: Iterable[SocketOption] | None,
-        meter_provider: MeterProvider | None,
-        per_pod_metrics: bool,
+        match: HostMatch | None = None,
+        ports: Mapping[str, str] | None = None,
+        srv_from_scheme: bool = False,
+        retries: int = 2,
+        failure_statuses: Collection[int] | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        proxy: ProxyTypes | None = None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        connect_retries: int = 0,
+        socket_options: Iterable[SocketOption] | None = None,
+        meter_provider: MeterProvider | None = None,
+        per_pod_metrics: bool = True,
     ) -> None:
         if retries < 0:
             raise ValueError(f"retries: {retries!r} must be >= 0")
-        self._resolver = self._open_resolver(resolver)
+        if http2:
+            require_h2()
         self._strategy: Strategy = RoundRobin() if strategy is None else strategy
-        self._retries = retries
-        self._failure_statuses = frozenset(
+        judge = Judge(
             self._strategy.health.failure_statuses if failure_statuses is None else failure_statuses
         )
-        rules = port_rules(ports)
         ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
-        socket_options = None if socket_options is None else list(socket_options)
         new_transport = functools.partial(
-            pod_transport,
+            self._new_pod_transport,
             verify=ssl_context,
             http1=http1,
             http2=http2,
             local_address=local_address,
             retries=connect_retries,
-            socket_options=socket_options,
+            socket_options=None if socket_options is None else list(socket_options),
         )
-        self._router: Router[T] = Router(
-            host_matcher(self._resolver, match, rules),
-            rules,
-            srv_from_scheme,
+        self._owns_resolver = resolver is None
+        self._resolver = self._open_resolver(resolver)
+        lock = threading.Lock() if self._threaded else contextlib.nullcontext()
+        rules = port_rules(ports)
+        self._routes = Routes(
+            host_matcher(self._resolver, match, rules), rules, srv_from_scheme, lock
+        )
+        self._pools: PodPools[T] = PodPools(
+            self._routes,
             lambda limits: new_transport(limits=limits),
             shard_limits(limits, http2=http2),
             lock,
         )
-        self._passthrough: T = new_transport(limits=limits, proxy=proxy, uds=uds)
         self._recorder = _recorder(self._strategy, meter_provider, per_pod_metrics)
         self._strategy.health.add_listener(self._recorder)
+        self._rules = AttemptRules(self._strategy, judge, self._pools, retries, self._recorder)
+        self._passthrough: T = new_transport(limits=limits, proxy=proxy, uds=uds)
+
+    def _new_pod_transport(self, **options: Any) -> T:
+        """A transport to one pod (or the pass-through one), with httpx's transport options."""
+        raise NotImplementedError
 
     def _open_resolver(self, resolver: HeadlessResolver | None) -> HeadlessResolver:
         """The resolver to use: ``resolver``, or one the twin makes where it can close it."""
@@ -112,6 +150,15 @@ class BaseHeadlessTransport(Generic[T]):
     def strategy(self) -> Strategy:
         return self._strategy
 
+    @property
+    def failure_statuses(self) -> frozenset[int]:
+        """The statuses this transport judges failing (they count against the pod)."""
+        return self._rules.judge.failure_statuses
+
+    def pools(self) -> list[PoolKey]:
+        """``(pod IP, port, TLS name)`` of the open per-pod pools."""
+        return self._pools.keys()
+
     def stats(self) -> TransportStats:
         """Per service and per pod: attempts, in flight, outcomes, time, ejections, retries."""
         return self._recorder.stats()
@@ -121,90 +168,6 @@ class BaseHeadlessTransport(Generic[T]):
         and stop reporting."""
         self._strategy.health.remove_listener(self._recorder)
         self._recorder.close()
-
-    def pools(self) -> list[tuple[str, int, str]]:
-        """``(pod IP, port, TLS name)`` of the open per-pod pools."""
-        return self._router.pool_keys()
-
-    def _will_retry(self, request: httpx.Request, exc: httpx.TransportError) -> bool:
-        """Whether the first attempt's error leaves a retry worth making."""
-        return self._retries != 0 and retryable(request, exc)
-
-    def _retrying(self, retrying: type[R], request: httpx.Request) -> R:
-        """The retry policy for ``request``: other pods, at most ``retries`` more attempts."""
-        return retrying(
-            stop=stop_after_attempt(self._retries),
-            retry=retry_if_exception(lambda exc: retryable(request, exc)),
-            reraise=True,
-        )
-
-    def _pick(self, request: httpx.Request, endpoints: EndpointSet, attempts: Attempts) -> Endpoint:
-        """The strategy's pod for this attempt, never one the request has tried."""
-        strategy = self._strategy
-        endpoint = strategy.pick(endpoints, strategy.key_for(request), exclude=attempts.tried)
-        if attempts.pod is not None:
-            self._recorder.retried(attempts.pod)
-        attempts.tried.append(endpoint)
-        route = attempts.route
-        attempts.pod = self._recorder.started(endpoints, endpoint, route.host, route.default_port)
-        return endpoint
-
-    def _failed(
-        self, endpoint: Endpoint, started: float, exc: httpx.TransportError, attempts: Attempts
-    ) -> None:
-        latency = time.perf_counter() - started
-        self._strategy.observe(endpoint, latency, False)
-        attempts.last_error = exc
-        logger.debug(
-            "%s: attempt on %s failed after %.1f ms: %s: %s",
-            attempts.route.host,
-            endpoint.netloc(attempts.route.default_port),
-            latency * 1000,
-            type(exc).__name__,
-            exc,
-        )
-        if attempts.pod is not None:
-            outcome = (
-                Outcome.CLIENT
-                if isinstance(exc, httpx.PoolTimeout)
-                else Outcome.TIMEOUT
-                if isinstance(exc, httpx.TimeoutException)
-                else Outcome.CONNECT_FAILURE
-            )
-            method = attempts.method
-            self._recorder.finished(
-                attempts.pod, outcome, latency, method, error=type(exc).__name__
-            )
-
-    def _abandoned(self, endpoint: Endpoint, attempts: Attempts) -> None:
-        """The attempt ended without an outcome (cancelled): nothing to hold against the pod."""
-        self._strategy.release(endpoint)
-        if attempts.pod is not None:
-            self._recorder.finished(attempts.pod, Outcome.CLIENT, 0.0, attempts.method)
-
-    def _answered(
-        self,
-        request: httpx.Request,
-        endpoint: Endpoint,
-        started: float,
-        response: httpx.Response,
-        attempts: Attempts,
-    ) -> None:
-        """Tell the strategy how the pod did; the response is the caller's request's."""
-        latency = time.perf_counter() - started
-        status = response.status_code
-        ok = status not in self._failure_statuses
-        self._strategy.observe(endpoint, latency, ok, status=status)
-        response.request = request
-        if attempts.pod is not None:
-            self._recorder.finished(
-                attempts.pod,
-                Outcome.OK if ok else Outcome.FAILING_STATUS,
-                latency,
-                request.method,
-                status=status,
-                error=str(status) if status >= 400 else None,
-            )
 
 
 def _recorder(

@@ -3,43 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 import threading
-import time
-from collections.abc import Collection, Coroutine, Iterable, Iterator, Mapping
-from types import TracebackType
-from typing import Any, TypeVar
+import weakref
+from collections.abc import Coroutine, Iterable, Iterator
+from typing import Any, ClassVar, TypeVar, Unpack
 
 import httpx
-from httpx._types import CertTypes, ProxyTypes
-from opentelemetry.metrics import MeterProvider
-from tenacity import Retrying
 
 from headless_resolver._endpoints import EndpointSet
-from headless_resolver._errors import (
-    HeadlessResolverError,
-    InvalidServiceName,
-    NoEndpointsAvailable,
-)
+from headless_resolver._errors import HeadlessResolverError, InvalidServiceName
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import Strategy
-from headless_resolver._transports._base import BaseHeadlessTransport
-from headless_resolver._transports._routing import (
-    DEFAULT_LIMITS,
-    Attempts,
-    HostMatch,
-    PoolShard,
-    Route,
-    SocketOption,
-    pod_request,
-    resolution_failed,
-)
+from headless_resolver._transports._attempt import Attempts, Exchange, PodBody, resolution_failed
+from headless_resolver._transports._base import BaseHeadlessTransport, TransportOptions
+from headless_resolver._transports._routes import Route
 
 T = TypeVar("T")
 
 
 class _LoopThread:
-    """One background thread running the event loop that the async resolver lives on."""
+    """One background thread running the event loop a resolver lives on, for its users.
+
+    Every sync transport given the same resolver uses the same thread, so the resolver stays
+    on one loop. The thread stops when its last user closes, after cancelling what still
+    runs on its loop (the resolver's refreshes): the loop is the thread's, the resolver not.
+    """
+
+    _lock = threading.Lock()
+    _by_resolver: weakref.WeakKeyDictionary[HeadlessResolver, _LoopThread] = (
+        weakref.WeakKeyDictionary()
+    )
 
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -47,16 +40,50 @@ class _LoopThread:
             target=self._loop.run_forever, name="headless-resolver", daemon=True
         )
         self._thread.start()
+        self._users = 1
+
+    @classmethod
+    def serving(cls, resolver: HeadlessResolver) -> _LoopThread:
+        """The thread ``resolver`` lives on, now with one more user."""
+        with cls._lock:
+            thread = cls._by_resolver.get(resolver)
+            if thread is None:
+                thread = cls._by_resolver[resolver] = _LoopThread()
+            else:
+                thread._users += 1
+            return thread
+
+    def adopt(self, resolver: HeadlessResolver) -> None:
+        """``resolver`` was made on this thread: other transports given it share the thread."""
+        with self._lock:
+            self._by_resolver[resolver] = self
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    def stop(self) -> None:
-        if self._loop.is_closed():
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
+    def release(self) -> None:
+        """One user fewer; the last one stops the thread."""
+        with self._lock:
+            self._users -= 1
+            if self._users:
+                return
+            for resolver, thread in list(self._by_resolver.items()):
+                if thread is self:
+                    del self._by_resolver[resolver]
+        try:
+            self.run(_cancel_pending())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+async def _cancel_pending() -> None:
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 async def _new_resolver() -> HeadlessResolver:
@@ -67,90 +94,63 @@ async def _new_resolver() -> HeadlessResolver:
 class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.BaseTransport):
     """``HeadlessTransport`` for ``httpx.Client``: Flask, Django, scripts, worker threads.
 
-    The caller's threads need no event loop: the resolver runs on one background thread, and
-    since only that thread can close it, the transport owns it (also one passed in).
-    A request whose endpoint set is cached (``resolver.peek()``) never leaves the caller's
-    thread; a miss waits for the resolver thread, at most ``resolve_timeout`` seconds. One
-    client may be shared by many threads (the strategies are thread-safe, the pool
-    bookkeeping is locked). ``close()`` closes the pools, the resolver if this transport
-    made it, and stops the thread. Everything else (matching, ports, retries, proxies,
-    httpx options) is as documented on ``HeadlessTransport``.
+    The caller's threads need no event loop: the resolver runs on a background thread, one
+    per resolver, shared by every sync transport given that resolver. A request whose
+    endpoint set is cached (``resolver.peek()``) never leaves the caller's thread; a miss
+    waits for the resolver thread, at most ``resolve_timeout`` seconds, then fails with
+    ``httpx.ConnectTimeout``. One client may be shared by many threads (the strategies are
+    thread-safe, the pool bookkeeping is locked).
+
+    ``close()`` closes what this transport made: its pools, and the resolver if it made it.
+    A resolver passed in stays open for the other clients sharing it; the thread it runs on
+    stops with its last transport, and its owner may then close it
+    (``asyncio.run(resolver.aclose())``). Every other parameter (matching, ports, retries,
+    failure judgement, proxies, httpx options) is as documented on ``HeadlessTransport``.
     """
+
+    _threaded: ClassVar[bool] = True
 
     def __init__(
         self,
         resolver: HeadlessResolver | None = None,
         strategy: Strategy | None = None,
         *,
-        match: HostMatch | None = None,
-        ports: Mapping[str, str] | None = None,
-        srv_from_scheme: bool = False,
-        retries: int = 2,
-        failure_statuses: Collection[int] | None = None,
         resolve_timeout: float = 30.0,
-        verify: ssl.SSLContext | str | bool = True,
-        cert: CertTypes | None = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits = DEFAULT_LIMITS,
-        proxy: ProxyTypes | None = None,
-        uds: str | None = None,
-        local_address: str | None = None,
-        connect_retries: int = 0,
-        socket_options: Iterable[SocketOption] | None = None,
-        meter_provider: MeterProvider | None = None,
-        per_pod_metrics: bool = True,
+        **options: Unpack[TransportOptions],
     ) -> None:
-        super().__init__(
-            resolver,
-            strategy,
-            pod_transport=httpx.HTTPTransport,
-            lock=threading.Lock(),
-            match=match,
-            ports=ports,
-            srv_from_scheme=srv_from_scheme,
-            retries=retries,
-            failure_statuses=failure_statuses,
-            verify=verify,
-            cert=cert,
-            trust_env=trust_env,
-            http1=http1,
-            http2=http2,
-            limits=limits,
-            proxy=proxy,
-            uds=uds,
-            local_address=local_address,
-            connect_retries=connect_retries,
-            socket_options=socket_options,
-            meter_provider=meter_provider,
-            per_pod_metrics=per_pod_metrics,
-        )
         self._resolve_timeout = resolve_timeout
         self._closed = False
+        super().__init__(resolver, strategy, **options)
+
+    def _new_pod_transport(self, **options: Any) -> httpx.HTTPTransport:
+        return httpx.HTTPTransport(**options)
 
     def _open_resolver(self, resolver: HeadlessResolver | None) -> HeadlessResolver:
+        if resolver is not None:
+            self._thread = _LoopThread.serving(resolver)
+            return resolver
         self._thread = _LoopThread()
-        return self._thread.run(_new_resolver()) if resolver is None else resolver
+        made = self._thread.run(_new_resolver())
+        self._thread.adopt(made)
+        return made
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        route = self._router.route(request.url)
+        route = self._routes.route(request.url)
         if route is None:
             return self._passthrough.handle_request(request)
         endpoints = self._endpoints(request, route)
         if endpoints.version != route.version:
-            for transport in self._router.update(route, endpoints):
-                transport.close()
-        attempts = Attempts(route, request.method)
-        try:
-            return self._attempt(request, route, endpoints, attempts)
-        except NoEndpointsAvailable as exc:
-            raise resolution_failed(request, exc) from exc
-        except httpx.TransportError as exc:
-            if not self._will_retry(request, exc):
-                attempts.noted(exc)
-                raise
-        return self._retry(request, route, endpoints, attempts)
+            _close(self._pools.update(route, endpoints))
+        attempts = Attempts(self._rules, request, route, endpoints)
+        while True:
+            shard, pod_request = attempts.start()
+            try:
+                response = shard.transport.handle_request(pod_request)
+            except BaseException as exc:
+                _close(self._pools.checkin(shard))
+                attempts.failed(exc)
+            else:
+                return _attach(response, attempts.answered(response, shard))
 
     def _endpoints(self, request: httpx.Request, route: Route) -> EndpointSet:
         """The cached set without leaving this thread; on a miss, ask the resolver thread."""
@@ -171,91 +171,47 @@ class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.Ba
             ) from exc
         return endpoints
 
-    def _retry(
-        self, request: httpx.Request, route: Route, endpoints: EndpointSet, attempts: Attempts
-    ) -> httpx.Response:
-        retrying = self._retrying(Retrying, request)
-        try:
-            return retrying(self._attempt, request, route, endpoints, attempts)
-        except NoEndpointsAvailable:
-            raise attempts.exhausted() from None
-        except httpx.TransportError as exc:
-            attempts.noted(exc)
-            raise
-
-    def _attempt(
-        self, request: httpx.Request, route: Route, endpoints: EndpointSet, attempts: Attempts
-    ) -> httpx.Response:
-        endpoint = self._pick(request, endpoints, attempts)
-        shard = self._router.checkout(route, endpoint)
-        started = time.perf_counter()
-        try:
-            response = shard.transport.handle_request(pod_request(request, route, endpoint))
-        except httpx.TransportError as exc:
-            self._failed(endpoint, started, exc, attempts)
-            self._checkin(shard)
-            raise
-        except BaseException:
-            self._abandoned(endpoint, attempts)
-            self._checkin(shard)
-            raise
-        self._answered(request, endpoint, started, response, attempts)
-        response.stream = _PodResponseStream(response.stream, self, shard)
-        return response
-
-    def _checkin(self, shard: PoolShard[httpx.HTTPTransport]) -> None:
-        for transport in self._router.checkin(shard):
-            transport.close()
-
     def close(self) -> None:
-        """Close every pod pool, the pass-through transport, the resolver, and the thread."""
-        self._stop_recording()
+        """Close every pod pool, the pass-through transport and, if this transport made the
+        resolver, the resolver; the resolver thread stops once no transport uses it."""
         if self._closed:
             return
         self._closed = True
-        for transport in self._router.close_all():
-            transport.close()
+        self._stop_recording()
+        _close(self._pools.close_all())
         self._passthrough.close()
         try:
-            self._thread.run(self._resolver.aclose(), self._resolve_timeout)
+            if self._owns_resolver:
+                self._thread.run(self._resolver.aclose(), self._resolve_timeout)
         finally:
-            self._thread.stop()
-
-    def __enter__(self) -> SyncHeadlessTransport:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        self.close()
+            self._thread.release()
 
 
-class _PodResponseStream(httpx.SyncByteStream):
-    """The pod's response body; closing it ends the request's use of the pod pool."""
+def _close(transports: Iterable[httpx.HTTPTransport]) -> None:
+    for transport in transports:
+        transport.close()
 
-    __slots__ = ("_shard", "_stream", "_transport")
 
-    def __init__(
-        self,
-        stream: httpx.SyncByteStream | httpx.AsyncByteStream,
-        transport: SyncHeadlessTransport,
-        shard: PoolShard[httpx.HTTPTransport],
-    ) -> None:
-        assert isinstance(stream, httpx.SyncByteStream)
-        self._stream = stream
-        self._transport = transport
-        self._shard: PoolShard[httpx.HTTPTransport] | None = shard
+def _attach(response: httpx.Response, exchange: Exchange[httpx.HTTPTransport]) -> httpx.Response:
+    """The pod's response, its body now ending the exchange when closed."""
+    body = response.stream
+    assert isinstance(body, httpx.SyncByteStream)
+    response.stream = _PodResponseStream(body, exchange)
+    return response
+
+
+class _PodResponseStream(PodBody[httpx.SyncByteStream, httpx.HTTPTransport], httpx.SyncByteStream):
+    """The pod's response body: its failures are the pod's; closing it ends the attempt."""
 
     def __iter__(self) -> Iterator[bytes]:
-        return self._stream.__iter__()
+        try:
+            yield from self._stream
+        except httpx.TransportError as exc:
+            self._exchange.body_failed(exc)
+            raise
 
     def close(self) -> None:
         try:
             self._stream.close()
         finally:
-            shard, self._shard = self._shard, None
-            if shard is not None:
-                self._transport._checkin(shard)
+            _close(self._exchange.closed())
