@@ -276,6 +276,96 @@ async def test_per_pod_attributes_off_leaves_only_per_service_series(
     assert len(transport.stats()[WEB].pods) == 3  # the snapshot still lists the pods
 
 
+async def test_a_timeout_is_its_own_outcome_retried_on_another_pod(
+    cluster: LocalCluster,
+    resolver: HeadlessResolver,
+    provider: MeterProvider,
+    reader: InMemoryMetricReader,
+) -> None:
+    pods = await cluster.add_service("web", pods=3, port=8080)
+    pods[0].latency = 2.0
+    transport = HeadlessTransport(resolver, RoundRobin(), meter_provider=provider)
+    async with httpx.AsyncClient(
+        transport=transport, trust_env=False, timeout=httpx.Timeout(5.0, read=0.2)
+    ) as http:
+        for _ in range(3):
+            assert (await http.get(URL)).status_code == 200
+        metrics = collect(reader)
+
+    points = metrics[f"{PREFIX}.endpoint.outcomes"]
+    timeouts = pods[0].requests  # each one it got, it answered too late
+    assert timeouts >= 1
+    assert by_pod(points, outcome="timeout") == {pods[0].ip: timeouts}
+    assert by_pod(points, outcome="ok") == {
+        pods[1].ip: pods[1].requests,
+        pods[2].ip: pods[2].requests,
+    }
+    assert pods[1].requests + pods[2].requests == 3
+    assert [v for _, v in metrics[f"{PREFIX}.retries"]] == [timeouts]
+    assert f"{PREFIX}.endpoint.ejections" not in metrics  # not five timeouts in a row
+    timed_out = [p for a, p in metrics["http.client.request.duration"] if "error.type" in a]
+    assert [(p.attributes["error.type"], p.count) for p in timed_out] == [("ReadTimeout", timeouts)]
+    assert timed_out[0].sum >= 0.2 * timeouts
+
+
+async def test_the_clients_own_cancellation_is_counted_against_no_pod(
+    cluster: LocalCluster,
+    resolver: HeadlessResolver,
+    provider: MeterProvider,
+    reader: InMemoryMetricReader,
+) -> None:
+    (pod,) = await cluster.add_service("web", pods=1, port=8080)
+    transport = HeadlessTransport(resolver, RoundRobin(), meter_provider=provider)
+    async with client(transport) as http:
+        assert (await http.get(URL)).status_code == 200
+        pod.latency = 2.0
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await http.get(URL)
+        metrics = collect(reader)
+
+    outcomes = {a[f"{PREFIX}.outcome"]: v for a, v in metrics[f"{PREFIX}.endpoint.outcomes"]}
+    assert outcomes == {"ok": 1, "client": 1}
+    assert by_pod(metrics[f"{PREFIX}.endpoint.in_flight"]) == {pod.ip: 0}
+    ((_, histogram),) = metrics["http.client.request.duration"]  # the cancelled one is not in
+    assert histogram.count == 1
+    assert transport.stats()[WEB].pods[0].ejections == {}
+
+
+async def test_a_body_cut_short_is_the_outcome_the_caller_saw(
+    cluster: LocalCluster,
+    resolver: HeadlessResolver,
+    provider: MeterProvider,
+    reader: InMemoryMetricReader,
+) -> None:
+    pods = await cluster.add_service("web", pods=2, port=8080)
+    for pod in pods:
+        pod.reset = True  # half a response, then the connection is reset
+    transport = HeadlessTransport(resolver, RoundRobin(), meter_provider=provider, retries=0)
+    seen: list[int] = []
+
+    async def read(http: httpx.AsyncClient) -> None:
+        async with http.stream("GET", URL) as response:
+            seen.append(response.status_code)
+            await response.aread()
+
+    async with client(transport) as http:
+        with pytest.raises(httpx.TransportError) as failure:
+            await read(http)
+        metrics = collect(reader)
+
+    headers_arrived = seen == [200]
+
+    outcome = "body_cut_short" if headers_arrived else "connect_failure"
+    outcomes = {a[f"{PREFIX}.outcome"]: v for a, v in metrics[f"{PREFIX}.endpoint.outcomes"]}
+    assert outcomes == {outcome: 1}, failure.value
+    ((attrs, _),) = metrics[f"{PREFIX}.endpoint.ejections"]
+    assert attrs[f"{PREFIX}.reason"] == "connect_failures"
+    ((attrs, _),) = metrics["http.client.request.duration"]
+    assert attrs["error.type"] == type(failure.value).__name__
+    assert ("http.response.status_code" in attrs) == headers_arrived
+
+
 async def test_least_latency_reports_its_estimate_per_pod(
     cluster: LocalCluster,
     resolver: HeadlessResolver,
