@@ -150,7 +150,7 @@ async def test_a_refusing_pod_shows_an_ejection_with_its_reason_then_its_readmis
     health = PassiveHealth(base_ejection=30.0, clock=health_clock)
     transport = HeadlessTransport(resolver, RoundRobin(health=health), meter_provider=provider)
     pods[1].refuse = True
-    with caplog.at_level(logging.INFO, logger="headless_resolver.health"):
+    with caplog.at_level(logging.DEBUG, logger="headless_resolver"):
         async with client(transport) as http:
             for _ in range(9):
                 assert (await http.get(URL)).status_code == 200  # retried on another pod
@@ -192,6 +192,11 @@ async def test_a_refusing_pod_shows_an_ejection_with_its_reason_then_its_readmis
     messages = [r.getMessage() for r in caplog.records if r.name == "headless_resolver.health"]
     assert [m.split(":")[1].split()[0] for m in messages] == ["ejected", "readmitted"]
     assert "connect failures" in messages[0]
+    attempts = [r.getMessage() for r in caplog.records if r.name == "headless_resolver.transport"]
+    assert attempts == [
+        f"{WEB}: attempt on {refused}:8080: connect failure after"
+        f" {attempts[0].split(' after ')[1].split()[0]} ms (ConnectError)"
+    ]
 
 
 def metrics_of(

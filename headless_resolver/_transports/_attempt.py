@@ -29,6 +29,7 @@ import httpx
 
 from headless_resolver._endpoints import Endpoint, EndpointSet
 from headless_resolver._errors import HeadlessResolverError, NoEndpointsAvailable
+from headless_resolver._logs import transport_log as logger
 from headless_resolver._metrics import PodRecord, TransportRecorder
 from headless_resolver._strategies import Strategy
 from headless_resolver._transports._pools import PodPools, PoolShard
@@ -75,6 +76,7 @@ class AttemptRules(Generic[T]):
 
     def conclude(
         self,
+        route: Route,
         endpoint: Endpoint,
         pod: PodRecord,
         latency: float,
@@ -91,6 +93,15 @@ class AttemptRules(Generic[T]):
         else:
             self.strategy.release(endpoint)
         self.recorder.finished(pod, verdict, latency, method, status=status, error=error)
+        if not verdict:
+            logger.debug(
+                "%s: attempt on %s: %s after %.1f ms (%s)",
+                route.host,
+                endpoint.netloc(route.default_port),
+                verdict.value,
+                latency * 1000,
+                error,
+            )
 
 
 class Attempts(Generic[T]):
@@ -163,7 +174,13 @@ class Attempts(Generic[T]):
         verdict = self._rules.judge.error(exc)
         error = type(exc).__name__
         self._rules.conclude(
-            self._endpoint, self._pod, latency, verdict, self._request.method, error=error
+            self._route,
+            self._endpoint,
+            self._pod,
+            latency,
+            verdict,
+            self._request.method,
+            error=error,
         )
         if not isinstance(exc, httpx.TransportError):
             raise exc  # a cancellation, or a bug: as it is
@@ -255,6 +272,7 @@ class Exchange(Generic[T]):
         if shard is None:
             return ()
         self._rules.conclude(
+            self._route,
             self._endpoint,
             self._pod,
             self._latency,
