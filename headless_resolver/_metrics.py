@@ -103,14 +103,14 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         "ObservableUpDownCounter",
         "{request}",
         _SERVICE_ATTRS + _POD_ATTRS,
-        "attempts on a pod awaiting their response headers",
+        "attempts on a pod under way: until the error, or until the response body is closed",
     ),
     Instrument(
         f"{PREFIX}.endpoint.outcomes",
         "ObservableCounter",
         "{request}",
         (*_SERVICE_ATTRS, *_POD_ATTRS, OUTCOME),
-        "attempts ended, by outcome: " + ", ".join(OUTCOMES.values()),
+        "attempts ended, by verdict: " + ", ".join(OUTCOMES.values()),
     ),
     Instrument(
         f"{PREFIX}.endpoint.request_time",
