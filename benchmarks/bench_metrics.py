@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import multiprocessing
 import os
 import statistics
@@ -71,17 +72,26 @@ def serve_pods(conn: Connection) -> None:
     asyncio.run(main())
 
 
+NO_RECORD: Any = object()
+
+
 class Unrecorded(TransportRecorder):
-    """No metrics: ``started`` gives no record, so the transport skips every other hook."""
+    """No metrics: every hook the attempts call does nothing."""
 
     def started(self, *args: Any) -> Any:
-        return None
+        return NO_RECORD
+
+    def finished(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def retried(self, *args: Any) -> None:
+        pass
 
 
 def unrecorded(transport: HeadlessTransport) -> None:
-    transport._recorder = Unrecorded(
-        strategy="RoundRobin", ejected=transport.strategy.health.ejected
-    )
+    """The transport as it would be without metrics: its attempts report to no recorder."""
+    recorder = Unrecorded(strategy="RoundRobin", ejected=transport.strategy.health.ejected)
+    transport._rules = dataclasses.replace(transport._rules, recorder=recorder)
 
 
 async def run(
@@ -110,6 +120,8 @@ async def run(
             if reader is not None:
                 assert reader.get_metrics_data() is not None
             cpu = time.process_time() - cpu
+            recorded = bool(transport.stats().services)
+            assert recorded is (prepare is not unrecorded), "the baseline must record nothing"
     if provider is not None:
         provider.shutdown()
     return cpu / (per_worker * CONCURRENCY) * 1e6
