@@ -11,6 +11,7 @@ import asyncio
 import collections
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -96,25 +97,49 @@ class Load:
     hits: collections.Counter[str] = field(default_factory=collections.Counter)
     latencies: list[float] = field(default_factory=list)
     failures: int = 0
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 async def drive(send: Send, concurrency: int, total: int, *, warmup: int = 0) -> Load:
-    """``total`` requests from ``concurrency`` workers as fast as they answer."""
-    if warmup:
-        await asyncio.gather(*(send() for _ in range(warmup)))
+    """``total`` requests from ``concurrency`` workers as fast as they answer.
+
+    A failed request is counted (``failures``, ``errors`` by type) and the run goes on, as in
+    ``paced()``: in a real cluster one lookup may fail (glibc's parallel A/AAAA queries racing
+    in conntrack) and must not abort the whole benchmark. ``rate`` counts answered requests.
+    """
     load = Load()
+
+    async def attempt() -> str | None:
+        try:
+            return await send()
+        except Exception as error:  # every failure counts, whatever the client raises
+            load.failures += 1
+            load.errors[type(error).__name__] += 1
+            return None
+
+    if warmup:
+        await asyncio.gather(*(attempt() for _ in range(warmup)))
+        load.failures, load.errors = 0, collections.Counter()
     per_worker = max(total // concurrency, 1)
 
     async def worker() -> None:
         for _ in range(per_worker):
             started = time.perf_counter()
-            pod = await send()
-            load.latencies.append(time.perf_counter() - started)
-            load.hits[pod] += 1
+            pod = await attempt()
+            if pod is not None:
+                load.latencies.append(time.perf_counter() - started)
+                load.hits[pod] += 1
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    load.rate = per_worker * concurrency / (time.perf_counter() - started)
+    answered = per_worker * concurrency - load.failures
+    load.rate = answered / (time.perf_counter() - started)
+    if load.failures:
+        errors = ", ".join(f"{name} {n}" for name, n in load.errors.most_common())
+        print(
+            f"{load.failures} of {per_worker * concurrency} requests failed: {errors}",
+            file=sys.stderr,
+        )
     return load
 
 

@@ -67,6 +67,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=int(env("BENCH_WIDE_PODS", "10")),
         help="replicas of the echo-wide StatefulSet",
     )
+    cluster.add_argument(
+        "--cluster-info",
+        default=env("BENCH_CLUSTER_INFO"),
+        help="what the cluster runs (Kubernetes version, CoreDNS ttl and cache), for the header",
+    )
     return parser.parse_args(argv)
 
 
@@ -142,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         "run": kind,
         "target": args.target,
         "system_resolution": target.how,
+        "cluster": args.cluster_info if args.target == "cluster" else None,
         "sizes": sizes.__dict__,
     }
     header = [
@@ -150,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{meta['date']}; {meta['machine']}; Python {meta['python']}.",
         f"Plain httpx and aiohttp: {target.how}.",
     ]
+    if meta["cluster"]:
+        header.append(f"Cluster: {meta['cluster']}.")
     if not isinstance(target, LocalTarget):
         header.append(
             "Target cluster: convergence and DNS outage skipped (they scale pods and stop DNS, "

@@ -16,9 +16,11 @@ from headless_resolver._errors import (
     ServiceNotFound,
 )
 from headless_resolver._health import PassiveHealth
+from headless_resolver._kubernetes._config import KubeConfig, KubeConfigError
 from headless_resolver._metrics import NameStats, PodStats, ServiceStats, TransportStats
 from headless_resolver._names import NameLookup, PortRef, ServiceName
 from headless_resolver._resolver import HeadlessResolver, ResolverStats
+from headless_resolver._sources import KubernetesSource, Source
 from headless_resolver._strategies import LeastLatency, RoundRobin, Sticky, Strategy
 from headless_resolver._transports import HeadlessTransport, SyncHeadlessTransport
 from headless_resolver._verdict import Verdict
@@ -53,6 +55,9 @@ __all__ = [
     "HeadlessTransport",
     "InvalidArgument",
     "InvalidServiceName",
+    "KubeConfig",
+    "KubeConfigError",
+    "KubernetesSource",
     "LeastLatency",
     "NameLookup",
     "NameStats",
@@ -68,6 +73,7 @@ __all__ = [
     "ServiceName",
     "ServiceNotFound",
     "ServiceStats",
+    "Source",
     "SrvRecord",
     "Sticky",
     "Strategy",

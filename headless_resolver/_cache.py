@@ -151,13 +151,10 @@ class Entry:
         """Store a positive answer; True when the content (ignoring order) changed."""
         ttl = policy.positive_ttl(ttl)
         expires = now + ttl
-        found = tuple(endpoints)
         current = self.endpoints
-        changed = not (current and current.same_members(found))
-        if changed:
-            current = EndpointSet(self.name, found, version=current.version + 1, expires_at=expires)
-        else:
-            current = current.replace(expires_at=expires, stale=False)
+        found = EndpointSet(self.name, endpoints, version=current.version + 1, expires_at=expires)
+        changed = not (current and current.same_members(found))  # hashes each endpoint once
+        current = found if changed else current.replace(expires_at=expires, stale=False)
         self.endpoints = self.served = current
         self.ttl = ttl
         self.serve_until = expires
@@ -199,6 +196,11 @@ class Entry:
         self.negative_since = None
         self.serve_until = self.refresh_at = now + ttl
         return changed
+
+    def expire(self) -> None:
+        """Stop serving the current answer as fresh (its source says it can no longer vouch
+        for it): from now on it is read as stale, or asked for again."""
+        self.serve_until = self.hot_until = NEVER
 
     def record_failure(self, error: ResolutionError, now: float) -> bool:
         """Remember a failed refresh; True when the last good set can still be served."""

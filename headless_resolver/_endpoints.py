@@ -26,7 +26,10 @@ class Endpoint:
 
     Identity (equality, hashing) is ``(ip, port, hostname)``: SRV ``priority`` and ``weight``
     change whenever the service scales (CoreDNS gives each of k pods weight 100 // k), and
-    strategies must not lose a pod's state because of that.
+    strategies must not lose a pod's state because of that. The same holds for what only the
+    Kubernetes API tells (``source="kubernetes"``): ``zone`` and ``node_name`` of the pod, and
+    ``terminating`` (the pod is draining: used only while no endpoint is ready, as kube-proxy
+    does). A pod that starts terminating is the same pod, whose set has changed.
     """
 
     ip: str
@@ -34,6 +37,30 @@ class Endpoint:
     hostname: str | None = None
     priority: int = field(default=0, compare=False)
     weight: int = field(default=0, compare=False)
+    zone: str | None = field(default=None, compare=False)
+    node_name: str | None = field(default=None, compare=False)
+    terminating: bool = field(default=False, compare=False)
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+    """Of the identity, computed once: a 10,000-endpoint set is hashed on every change."""
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[Endpoint], tuple[object, ...]]:
+        # Rebuilt through __init__, so another process (another hash seed) hashes it anew.
+        return (
+            Endpoint,
+            (
+                self.ip,
+                self.port,
+                self.hostname,
+                self.priority,
+                self.weight,
+                self.zone,
+                self.node_name,
+                self.terminating,
+            ),
+        )
 
     @property
     def is_ipv6(self) -> bool:
@@ -52,6 +79,7 @@ class Endpoint:
             raise InvalidArgument(f"Endpoint.ip: {self.ip!r} is not an IP address") from None
         if self.port is not None and not 0 < self.port < 65536:
             raise InvalidArgument(f"Endpoint.port: {self.port!r} is not in 1..65535")
+        object.__setattr__(self, "_hash", hash((self.ip, self.port, self.hostname)))
 
 
 class EndpointSet(Sequence[Endpoint]):
@@ -115,16 +143,19 @@ class EndpointSet(Sequence[Endpoint]):
     def same_members(self, other: EndpointSet | Iterable[Endpoint]) -> bool:
         """True when both hold the same endpoints, whatever the order.
 
-        SRV weight and priority are compared too: a change of weight is a change of the set.
+        The attributes outside identity are compared too: a change of SRV weight, or a pod
+        that starts terminating, is a change of the set.
         """
-        theirs = other.endpoints if isinstance(other, EndpointSet) else tuple(other)
+        if isinstance(other, EndpointSet):
+            theirs, members = other._endpoints, other._members
+        else:
+            theirs = tuple(other)
+            members = frozenset(theirs)
         if len(theirs) != len(self._endpoints):
             return False
-        if self._members != frozenset(theirs):
+        if self._members != members:
             return False
-        return {e: (e.priority, e.weight) for e in self._endpoints} == {
-            e: (e.priority, e.weight) for e in theirs
-        }
+        return {e: _details(e) for e in self._endpoints} == {e: _details(e) for e in theirs}
 
     def diff(self, newer: EndpointSet) -> tuple[frozenset[Endpoint], frozenset[Endpoint]]:
         """``(added, removed)`` going from this set to ``newer``."""
@@ -146,3 +177,14 @@ class EndpointSet(Sequence[Endpoint]):
         clone.expires_at = self.expires_at if expires_at is None else expires_at
         clone.stale = self.stale if stale is None else stale
         return clone
+
+
+def _details(endpoint: Endpoint) -> tuple[int, int, str | None, str | None, bool]:
+    """What ``Endpoint`` equality leaves out."""
+    return (
+        endpoint.priority,
+        endpoint.weight,
+        endpoint.zone,
+        endpoint.node_name,
+        endpoint.terminating,
+    )

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 FailureReason = Literal[
-    "RCODE", "TIMEOUT", "NETWORK", "MALFORMED", "TRUNCATED", "CANCELLED", "BACKEND"
+    "RCODE", "TIMEOUT", "NETWORK", "MALFORMED", "TRUNCATED", "CANCELLED", "BACKEND", "API_STATUS"
 ]
-"""Why DNS gave no usable answer: ``RCODE`` when a server answered with a failure rcode (then
-held in ``ResolutionError.rcode``), else what kept an answer from arriving or being read."""
+"""Why no usable answer came: ``RCODE`` when a DNS server answered with a failure rcode (then
+held in ``ResolutionError.rcode``), ``API_STATUS`` when the Kubernetes API answered with an
+error status, else what kept an answer from arriving or being read."""
 
 
 class HeadlessResolverError(Exception):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
+from headless_resolver._errors import InvalidArgument
+
 HostMatch = Collection[str] | Callable[[str], bool]
 """Extra hosts to route: a collection of host names, or a predicate on the host."""
 
@@ -37,7 +39,7 @@ def host_matcher(
     elif callable(match):
         extra, predicate = frozenset(), match
     elif isinstance(match, str):
-        raise TypeError("match: give a collection of host names or a callable, not a str")
+        raise InvalidArgument("match: give a collection of host names or a callable, not a str")
     else:
         extra, predicate = frozenset(h.lower() for h in match), None
     extra |= frozenset(ports)

@@ -478,34 +478,30 @@ class ResolverRecorder:
         if record is not None:
             record.queries += 1
 
-    def refreshed(
-        self,
-        record: _NameRecord,
-        seconds: float,
-        before: EndpointSet,
-        after: EndpointSet,
-        *,
-        negative: bool,
+    def answered(
+        self, name: str, before: EndpointSet, after: EndpointSet, *, negative: bool
     ) -> None:
-        """DNS answered (records, or a negative answer when ``negative``)."""
+        """The source answered for ``name`` (records, or a negative answer when ``negative``);
+        its set went from ``before`` to ``after``. Pulled or pushed alike."""
+        record = self.record(name)
         now = self._clock()
         record.answered_at = now
-        record.last_refresh_s = seconds
         if negative:
             record.negative_answers += 1
-        self._refresh_duration.record(seconds, record.attrs)
         self._moved(record, before, after, now)
 
-    def refresh_failed(
-        self, record: _NameRecord, seconds: float, reason: str | None, current: EndpointSet
-    ) -> None:
-        """The lookup failed after every attempt, for ``reason`` (the last attempt's)."""
-        reason = reason or "OTHER"
-        record.failures[reason] = record.failures.get(reason, 0) + 1
-        record.last_refresh_s = seconds
-        attrs = {**record.attrs, ERROR_TYPE: reason}
-        self._refresh_duration.record(seconds, attrs)
+    def failed(self, name: str, reason: str | None, current: EndpointSet) -> None:
+        """A lookup of ``name`` failed after every attempt, for ``reason`` (the last one's)."""
+        record = self.record(name)
+        key = reason or "OTHER"
+        record.failures[key] = record.failures.get(key, 0) + 1
         self._moved(record, current, current, self._clock())
+
+    def refresh_took(self, record: _NameRecord, seconds: float, reason: str | None) -> None:
+        """One refresh (all its queries and retries) took ``seconds``; ``reason`` if it failed."""
+        record.last_refresh_s = seconds
+        attrs = record.attrs if reason is None else {**record.attrs, ERROR_TYPE: reason}
+        self._refresh_duration.record(seconds, attrs)
 
     def stale_served(self, name: str) -> None:
         self.record(name).stale_served += 1

@@ -17,20 +17,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from opentelemetry.metrics import MeterProvider
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from headless_resolver._cache import NEVER, CachePolicy, Entry, EntryStore
-from headless_resolver._dns import BackendKind, DnsAnswer, DnsBackend, RecordType, make_backend
-from headless_resolver._endpoints import Endpoint, EndpointSet
+from headless_resolver._dns import BackendKind, DnsBackend
+from headless_resolver._endpoints import EndpointSet
 from headless_resolver._errors import (
     HeadlessResolverError,
     InvalidArgument,
@@ -47,15 +41,24 @@ from headless_resolver._names import (
     PortRef,
     ResolvConf,
     ServiceName,
-    parse_nameserver,
+)
+from headless_resolver._sources import (
+    SOURCE_KINDS,
+    AutoSource,
+    DnsSource,
+    KubernetesSource,
+    Missing,
+    Outcome,
+    Source,
+    SourceKind,
+    Target,
+    Update,
 )
 
 T = TypeVar("T")
 
 MAX_ALIASES = 8
 """Spellings of one name remembered for the hot path (``web``, ``web.ns``, the FQDN...)."""
-TARGET_LOOKUPS = 32
-"""SRV targets without glue resolved at once."""
 OTHER_LOOP_POLL = 0.5
 """How often a watcher on a loop other than the one refreshing its name looks for a change."""
 MAX_FAILURE_BACKOFF = 30.0
@@ -78,16 +81,6 @@ class ResolverStats:
     """Lookups or refreshes that failed after every attempt."""
 
 
-class _Found(NamedTuple):
-    endpoints: list[Endpoint]
-    ttl: float | None
-
-
-class _Missing(NamedTuple):
-    message: str
-    negative_ttl: float | None
-
-
 class _Name(Entry):
     """A cache entry plus what keeps it current: its query in flight, refresher and watchers."""
 
@@ -98,23 +91,16 @@ class _Name(Entry):
         "flight_waiters",
         "key",
         "loop",
-        "port",
-        "proto",
         "refresher",
-        "service",
+        "target",
         "wakeup",
         "watchers",
     )
 
-    def __init__(
-        self, key: Hashable, service: ServiceName, port: PortRef, proto: str, now: float
-    ) -> None:
-        qname = service.srv_fqdn(port, proto) if isinstance(port, str) else service.fqdn
-        super().__init__(qname, now)
+    def __init__(self, key: Hashable, target: Target, now: float) -> None:
+        super().__init__(target.name, now)
         self.key = key
-        self.service = service
-        self.port = port
-        self.proto = proto
+        self.target = target
         self.aliases: list[Hashable] = []
         self.flight: asyncio.Task[EndpointSet] | None = None
         self.flight_waiters = 0
@@ -170,6 +156,12 @@ class HeadlessResolver:
         max_entries: names cached, least recently used evicted first.
         failure_backoff: first wait between failed refreshes (grows to the TTL, at most 30 s).
         rng: refresh jitter. resolv_conf: where unset nameservers and names come from.
+        source: where endpoint sets come from: ``"dns"`` (cluster DNS), ``"kubernetes"``
+            (the API's EndpointSlices, listed then watched, each change applied at once;
+            configured as kubectl is, see ``KubeConfig``), ``"auto"`` (the API when it
+            answers and RBAC allows, else DNS; ``source_kind`` and the logs say which), or a
+            ``Source`` object (not closed by the resolver).
+        zone: the client's zone, for topology-aware preference with the API source.
         meter_provider: where the per-name metrics go (OpenTelemetry); None: the global
             provider, whose instruments do nothing until an SDK is installed.
 
@@ -198,8 +190,16 @@ class HeadlessResolver:
         failure_backoff: float = 1.0,
         rng: random.Random | None = None,
         resolv_conf: str | os.PathLike[str] = "/etc/resolv.conf",
+        source: SourceKind | Source = "dns",
+        zone: str | None = None,
         meter_provider: MeterProvider | None = None,
     ) -> None:
+        if not isinstance(source, str) and not hasattr(source, "fetch"):
+            raise InvalidArgument(
+                f"source must be one of {SOURCE_KINDS} or a Source, not {source!r}"
+            )
+        if isinstance(source, str) and source not in SOURCE_KINDS:
+            raise InvalidArgument(f"source must be one of {SOURCE_KINDS}, not {source!r}")
         if not isinstance(attempts, int) or attempts < 1:
             raise InvalidArgument(f"attempts must be an int >= 1, not {attempts!r}")
         if not timeout > 0:
@@ -220,53 +220,64 @@ class HeadlessResolver:
             negative_grace=negative_grace,
             refresh_ahead=refresh_ahead,
         )
-        conf = ResolvConf.read(resolv_conf) if not (namespace and cluster_domain) else None
+        self.stats = ResolverStats()
+        self._recorder = ResolverRecorder(meter_provider, clock=clock)
+        self._warnings = RateLimitedLog(logger, clock=clock)
+        self._owns_source = isinstance(source, str)  # a Source given is the caller's to close
+        kubernetes: KubernetesSource | None = None
+        if source == "kubernetes":
+            kubernetes = KubernetesSource(zone=zone, timeout=max(timeout, 5.0))
+            source = kubernetes
+        elif isinstance(source, KubernetesSource):
+            kubernetes = source
+        if namespace is None and kubernetes is not None:
+            namespace = os.environ.get("POD_NAMESPACE") or kubernetes.config.namespace
+        needs_dns = source in ("dns", "auto")
+        conf = None
+        if not (namespace and cluster_domain) or (
+            needs_dns and nameservers is None and isinstance(backend, str)
+        ):
+            conf = ResolvConf.read(resolv_conf)  # the one read of resolv.conf
         self._naming = ClusterNaming.from_environment(namespace, cluster_domain, resolv_conf=conf)
-        self._backend = self._make_backend(backend, nameservers, timeout, resolv_conf)
+        if isinstance(source, str):
+            dns = DnsSource(
+                backend,
+                nameservers,
+                resolv_conf=conf or ResolvConf(),
+                resolv_conf_path=resolv_conf,
+                timeout=timeout,
+                attempts=attempts,
+                on_query=self._count_query,
+            )
+            source = (
+                dns
+                if source == "dns"
+                else AutoSource(lambda: KubernetesSource(zone=zone, timeout=max(timeout, 5.0)), dns)
+            )
+        self._source: Source = source
+        self._unsubscribe = self._source.subscribe(self._pushed)
         self._clock = clock
         self._rng = rng or random.Random()
         self._idle_after = idle_after
         self._failure_backoff = failure_backoff
         self._timeout = timeout
         self._stale_answer_timeout = stale_answer_timeout
-        self._query_with_retries = AsyncRetrying(
-            stop=stop_after_attempt(attempts),
-            wait=wait_random_exponential(multiplier=0.02, max=timeout / 4),
-            retry=retry_if_exception_type(ResolutionError),
-            reraise=True,
-        ).wraps(self._query)
         self._store: EntryStore[_Name] = EntryStore(max_entries, self._evicted)
         self._memo: dict[Hashable, _Name] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self.stats = ResolverStats()
-        self._recorder = ResolverRecorder(meter_provider, clock=clock)
-        self._warnings = RateLimitedLog(logger, clock=clock)
-
-    @staticmethod
-    def _make_backend(
-        backend: BackendKind | DnsBackend,
-        nameservers: Iterable[str] | None,
-        timeout: float,
-        resolv_conf: str | os.PathLike[str],
-    ) -> DnsBackend:
-        if not isinstance(backend, str):
-            return backend
-        if isinstance(nameservers, str):
-            nameservers = [nameservers]
-        listed = list(
-            ResolvConf.read(resolv_conf).nameservers if nameservers is None else nameservers
-        )
-        if not listed:
-            raise InvalidArgument(f"no nameservers given and none in {os.fspath(resolv_conf)}")
-        return make_backend(backend, [parse_nameserver(n) for n in listed], timeout=timeout)
 
     # -- public API ---------------------------------------------------------------------------
 
     @property
     def namespace(self) -> str:
         return self._naming.namespace
+
+    @property
+    def source_kind(self) -> str:
+        """Where sets come from: ``"dns"`` or ``"kubernetes"`` (``"auto"`` until decided)."""
+        return self._source.kind
 
     @property
     def cluster_domain(self) -> str:
@@ -328,8 +339,8 @@ class HeadlessResolver:
         self, name: str, *, port: PortRef = None, proto: str = "tcp"
     ) -> NameStats | None:
         """What the resolver knows about ``name``: its set, when each endpoint joined, recent
-        changes, DNS queries, failures by reason, stale and negative answers; None when the
-        name is not cached. No I/O, and not a use: it does not keep the name refreshed."""
+        changes, queries, failures by reason, stale and negative answers; None when the name
+        is not cached. No I/O, and not a use: it does not keep the name refreshed."""
         entry = self._memo_get(name, port, proto)
         if entry is None:
             lookup = self._naming.parse(name, port, proto)
@@ -377,8 +388,8 @@ class HeadlessResolver:
         if self._closed:
             return
         self._closed = True
-        self._memo.clear()  # so that every spelling, cached or not, reaches the closed check
         self._recorder.close()
+        self._memo.clear()  # so that every spelling, cached or not, reaches the closed check
         tasks = list(self._tasks)
         owner = self._loop
         if owner is asyncio.get_running_loop():
@@ -392,7 +403,9 @@ class HeadlessResolver:
             for task in tasks:
                 with contextlib.suppress(RuntimeError):
                     owner.call_soon_threadsafe(task.cancel)
-        await self._backend.aclose()
+        self._unsubscribe()
+        if self._owns_source:
+            await self._source.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -482,7 +495,7 @@ class HeadlessResolver:
         key = _canonical(service, port, proto)
         entry = self._store.get(key)
         if entry is None:
-            entry = _Name(key, service, port, proto, self._clock())
+            entry = _Name(key, Target.of(service, port, proto), self._clock())
             self._store[key] = entry
             self._alias(key, entry)
         return entry
@@ -546,69 +559,86 @@ class HeadlessResolver:
                 flight.cancel()
 
     async def _refresh(self, entry: _Name) -> EndpointSet:
-        record = self._recorder.refreshing(entry.name)
+        record = self._recorder.refreshing(entry.name)  # this task's queries count for it
         started = self._clock()
         try:
             try:
-                outcome = await self._fetch(entry)
+                outcome = await self._source.fetch(entry.target)
             except ResolutionError as exc:
-                self.stats.errors += 1
-                now = self._clock()
-                reason = exc.rcode or exc.reason  # SERVFAIL, REFUSED... else TIMEOUT...
-                self._recorder.refresh_failed(record, now - started, reason, entry.endpoints)
-                if not entry.record_failure(exc, now):
-                    logger.debug(
-                        "%s: %s; no set to serve: the callers get the error", entry.name, exc
-                    )
-                    raise
-                self._warnings.warning(
-                    entry.name,
-                    "%s: %s; serving the last good set (%d endpoints) for up to %.0f s",
-                    entry.name,
-                    exc,
-                    len(entry.endpoints),
-                    entry.stale_until - now,
-                )
-                served = entry.read(now)
+                self._recorder.refresh_took(record, self._clock() - started, _reason(exc))
+                served = self._record_failure(entry, exc)
                 if served is None:
                     raise
                 return served
-            now = self._clock()
-            before = entry.endpoints
-            if entry.error is not None:
-                logger.info("%s: DNS answers again", entry.name)
-                self._warnings.forget(entry.name)
-            if isinstance(outcome, _Missing):
-                changed = entry.record_negative(
-                    outcome.message, outcome.negative_ttl, now, self._policy
-                )
-            else:
-                changed = entry.record_answer(
-                    outcome.endpoints, outcome.ttl, now, self._policy, self._rng
-                )
-            self._recorder.refreshed(
-                record,
-                now - started,
-                before,
-                entry.endpoints,
-                negative=isinstance(outcome, _Missing),
-            )
-            self._store.get(entry.key)  # a refresh keeps the name recent in the LRU order
-            if changed:
-                entry.notify_watchers()
-            if entry.negative_since is not None:
-                self._warnings.warning(
-                    (entry.name, "negative"),
-                    "%s: negative answer for %.1f s; keeping the last good set for %.0f s",
-                    entry.name,
-                    now - entry.negative_since,
-                    self._policy.negative_grace,
-                )
-            served = entry.read(now)
-            return served if served is not None else entry.endpoints
+            self._recorder.refresh_took(record, self._clock() - started, None)
+            return self._record(entry, outcome)
         finally:
             if entry.flight is asyncio.current_task():
                 entry.flight = None
+
+    def _record(self, entry: _Name, outcome: Outcome) -> EndpointSet:
+        """Store what the source said, wake the watchers if the set changed; the set to serve."""
+        now = self._clock()
+        before = entry.endpoints
+        if entry.error is not None:
+            logger.info("%s: %s answers again", entry.name, self.source_kind)
+            self._warnings.forget(entry.name)
+        if isinstance(outcome, Missing):
+            changed = entry.record_negative(
+                outcome.message, outcome.negative_ttl, now, self._policy
+            )
+        else:
+            changed = entry.record_answer(
+                outcome.endpoints, outcome.ttl, now, self._policy, self._rng
+            )
+        self._recorder.answered(
+            entry.name, before, entry.endpoints, negative=isinstance(outcome, Missing)
+        )
+        self._store.get(entry.key)  # a refresh keeps the name recent in the LRU order
+        if changed:
+            entry.notify_watchers()
+        if entry.negative_since is not None:
+            self._warnings.warning(
+                (entry.name, "negative"),
+                "%s: negative answer for %.1f s; keeping the last good set for %.0f s",
+                entry.name,
+                now - entry.negative_since,
+                self._policy.negative_grace,
+            )
+        served = entry.read(now)
+        return served if served is not None else entry.endpoints
+
+    def _record_failure(self, entry: _Name, exc: ResolutionError) -> EndpointSet | None:
+        """Remember a failure; the last good set marked stale, or None when none may be served."""
+        self.stats.errors += 1
+        self._recorder.failed(entry.name, _reason(exc), entry.endpoints)
+        now = self._clock()
+        if not entry.record_failure(exc, now):
+            return None  # nothing to serve: the callers get the error
+        self._warnings.warning(
+            entry.name,
+            "%s: %s; serving the last good set (%d endpoints) for up to %.0f s",
+            entry.name,
+            exc,
+            len(entry.endpoints),
+            entry.stale_until - now,
+        )
+        return entry.read(now)
+
+    def _pushed(self, target: Target, update: Update) -> None:
+        """A push source's news about a target: applied at once, watchers woken."""
+        entry = self._store.get(_canonical(target.service, target.port, target.proto))
+        if entry is None or self._closed:
+            return
+        if isinstance(update, ResolutionError):
+            if self._record_failure(entry, update) is not None:
+                entry.expire()  # from now on served as stale, until the source recovers
+            return
+        self._record(entry, update)
+
+    def _count_query(self) -> None:
+        self.stats.queries += 1
+        self._recorder.query()
 
     # -- background refresh -------------------------------------------------------------------
 
@@ -694,115 +724,6 @@ class HeadlessResolver:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    # -- DNS ----------------------------------------------------------------------------------
-
-    async def _query(self, name: str, rdtype: RecordType) -> DnsAnswer:
-        """One attempt; the backend bounds it by ``timeout``, and so do we, in case it does not."""
-        self.stats.queries += 1
-        self._recorder.query()
-        try:
-            async with asyncio.timeout(self._timeout * 1.25):
-                answer = await self._backend.query(name, rdtype)
-        except TimeoutError:
-            raise ResolutionError(
-                f"{name} {rdtype}: no answer within {self._timeout} s", name=name, reason="TIMEOUT"
-            ) from None
-        except ResolutionError as exc:
-            logger.debug("query %s %s failed: %s", name, rdtype, exc)
-            raise
-        logger.debug(
-            "query %s %s -> %s, %d records, ttl %s",
-            name,
-            rdtype,
-            answer.rcode,
-            len(answer.addresses) + len(answer.srv),
-            answer.ttl if answer.ttl is not None else answer.negative_ttl,
-        )
-        if answer.truncated and not (answer.addresses or answer.srv):
-            raise ResolutionError(
-                f"{name} {rdtype}: answer too large even over TCP, and no record arrived",
-                name=name,
-                reason="TRUNCATED",
-            )
-        if answer.truncated:
-            self._warnings.warning(
-                (name, "truncated"),
-                "%s %s: answer truncated even over TCP; using the %d records that arrived",
-                name,
-                rdtype,
-                len(answer.addresses) + len(answer.srv),
-            )
-        return answer
-
-    async def _fetch(self, entry: _Name) -> _Found | _Missing:
-        if isinstance(entry.port, str):
-            return await self._fetch_srv(entry, entry.port)
-        a, aaaa = await self._addresses(entry.name)
-        if a.negative and aaaa.negative:
-            what = (
-                "no such name (NXDOMAIN)" if "NXDOMAIN" in (a.rcode, aaaa.rcode) else "no addresses"
-            )
-            return _Missing(f"{entry.name}: {what}", _smallest(a.negative_ttl, aaaa.negative_ttl))
-        port = entry.port if isinstance(entry.port, int) else None
-        hostname = entry.service.pod
-        endpoints = [Endpoint(ip, port, hostname) for ip in (*a.addresses, *aaaa.addresses)]
-        ttl = _smallest(*(answer.ttl for answer in (a, aaaa) if not answer.negative))
-        return _Found(endpoints, ttl)
-
-    async def _addresses(self, name: str) -> tuple[DnsAnswer, DnsAnswer]:
-        """A and AAAA at once; NODATA for one family is a normal answer."""
-        try:
-            async with asyncio.TaskGroup() as group:
-                a = group.create_task(self._query_with_retries(name, "A"))
-                aaaa = group.create_task(self._query_with_retries(name, "AAAA"))
-        except* ResolutionError as failed:
-            raise failed.exceptions[0] from None
-        return a.result(), aaaa.result()
-
-    async def _fetch_srv(self, entry: _Name, port: str) -> _Found | _Missing:
-        answer = await self._query_with_retries(entry.name, "SRV")
-        service = entry.service
-        if answer.negative:
-            return _Missing(
-                f"{service.fqdn}: no SRV records for port {port!r} ({entry.proto})"
-                f" at {entry.name} ({answer.rcode})",
-                answer.negative_ttl,
-            )
-        targets = {srv.target for srv in answer.srv}
-        addresses = {t: answer.glue[t] for t in targets if answer.glue.get(t)}
-        missing = [t for t in targets if t not in addresses]
-        ttls: list[float | None] = [answer.ttl]
-        if missing:
-            limit = asyncio.Semaphore(TARGET_LOOKUPS)
-
-            async def lookup(target: str) -> None:
-                async with limit:
-                    a, aaaa = await self._addresses(target)
-                addresses[target] = (*a.addresses, *aaaa.addresses)
-                ttls.extend(x.ttl for x in (a, aaaa) if not x.negative)
-
-            try:
-                async with asyncio.TaskGroup() as group:
-                    for target in missing:
-                        group.create_task(lookup(target))
-            except* ResolutionError as failed:
-                raise failed.exceptions[0] from None
-        own = service.fqdn
-        endpoints = [
-            Endpoint(
-                ip,
-                srv.port,
-                None if srv.target == own else srv.target.split(".", 1)[0],
-                srv.priority,
-                srv.weight,
-            )
-            for srv in answer.srv
-            for ip in addresses.get(srv.target, ())
-        ]
-        if not endpoints:
-            return _Missing(f"{entry.name}: no SRV target has an address", answer.ttl)
-        return _Found(endpoints, _smallest(*ttls))
-
 
 def _canonical(service: ServiceName, port: PortRef, proto: str) -> Hashable:
     """The cache key, which is also what ``resolve()`` receives for the absolute spelling."""
@@ -818,9 +739,10 @@ def _retrieve_outcome(flight: asyncio.Task[EndpointSet]) -> None:
         flight.exception()
 
 
-def _smallest(*values: float | None) -> float | None:
-    present = [v for v in values if v is not None]
-    return min(present) if present else None
+def _reason(exc: ResolutionError) -> str:
+    """A failure's reason as metrics count it: the rcode a server answered (``SERVFAIL``,
+    ``REFUSED``...), else why no answer came (``TIMEOUT``, ``NETWORK``...)."""
+    return exc.rcode or exc.reason
 
 
 __all__ = ["HeadlessResolver", "ResolverStats"]

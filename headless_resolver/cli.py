@@ -26,6 +26,7 @@ from headless_resolver import (
     __version__,
 )
 from headless_resolver._names import check_port, parse_nameserver
+from headless_resolver._sources import SOURCE_KINDS
 
 PROG = "headless-resolver"
 NAMESERVER_ENV = "HEADLESS_NAMESERVER"
@@ -66,12 +67,14 @@ examples:
   headless-resolver resolve web --port http --json
   headless-resolver resolve web-0.web.db --nameserver 10.96.0.10
   HEADLESS_NAMESERVER=127.0.0.1:5353 headless-resolver resolve web
+  headless-resolver resolve web --port http --source kubernetes --json
 """
 
 _WATCH_EXAMPLES = """\
 examples:
   headless-resolver watch web.default.svc.cluster.local --port http
   headless-resolver watch web --json | jq .added
+  headless-resolver watch web --port http --source auto
 """
 
 _TOP_EXAMPLES = """\
@@ -142,6 +145,15 @@ def _add_resolver_options(parser: argparse.ArgumentParser) -> None:
         help=f"HOST[:PORT], repeatable (default: ${NAMESERVER_ENV}, else /etc/resolv.conf)",
     )
     parser.add_argument("--backend", default="dnspython", choices=("dnspython", "aiodns"))
+    parser.add_argument(
+        "--source",
+        default="dns",
+        choices=SOURCE_KINDS,
+        help="where endpoints come from: cluster DNS, the Kubernetes API's EndpointSlices "
+        "(in a pod: its service account; else $KUBECONFIG or ~/.kube/config), or auto: "
+        "the API if it answers and RBAC allows, else DNS",
+    )
+    parser.add_argument("--zone", help="client zone: prefer endpoints hinted for it (API source)")
     parser.add_argument("--namespace", help="namespace of short names (default: POD_NAMESPACE)")
     parser.add_argument("--cluster-domain", help="cluster domain (default: from resolv.conf)")
     parser.add_argument("--timeout", type=_positive(float), default=2.0, help="per query (s)")
@@ -232,6 +244,8 @@ def _resolver(args: argparse.Namespace) -> HeadlessResolver:
         cluster_domain=args.cluster_domain,
         timeout=args.timeout,
         attempts=args.attempts,
+        source=args.source,
+        zone=args.zone,
     )
 
 
@@ -251,6 +265,9 @@ def _endpoints_json(endpoints: EndpointSet | frozenset[Endpoint]) -> list[dict[s
             "hostname": e.hostname,
             "priority": e.priority,
             "weight": e.weight,
+            "zone": e.zone,
+            "node": e.node_name,
+            "terminating": e.terminating,
         }
         for e in _sorted(endpoints)
     ]
@@ -278,9 +295,11 @@ def render_table(endpoints: EndpointSet) -> str:
 async def _resolve(args: argparse.Namespace, out: TextIO) -> int:
     async with _resolver(args) as resolver:
         endpoints = await resolver.resolve(args.name, port=args.port, proto=args.proto)
+        source = resolver.source_kind
     if args.json:
         document = {
             "name": endpoints.name,
+            "source": source,
             "version": endpoints.version,
             "stale": endpoints.stale,
             "ttl": round(_ttl_left(endpoints), 3),
@@ -322,7 +341,11 @@ async def _watch(args: argparse.Namespace, out: TextIO) -> int:
                 print(json.dumps(event), file=out, flush=True)
                 continue
             stamp = now.strftime("%H:%M:%S.%f")[:-3]
-            flag = "  (stale: DNS failing, serving last known set)" if current.stale else ""
+            flag = (
+                f"  (stale: {resolver.source_kind} failing, serving last known set)"
+                if current.stale
+                else ""
+            )
             print(
                 f"{stamp}  {current.name}  {len(current)} endpoints  v{current.version}{flag}",
                 file=out,

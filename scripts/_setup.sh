@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/test, scripts/demo and .ci/run: system packages and the project venv.
 # Source it from the repository root; it defines functions only.
 

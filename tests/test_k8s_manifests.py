@@ -9,10 +9,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
-K8S_DIR = Path(__file__).resolve().parent.parent / "examples" / "k8s"
+REPO = Path(__file__).resolve().parent.parent
+K8S_DIR = REPO / "examples" / "k8s"
 MANIFESTS = sorted(K8S_DIR.glob("*.yaml"))
-# Oldest release with StatefulSet preStop sleep in beta, and the newest schemas shipped.
-KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
+# The oldest release the README claims (preStop sleep is beta, on by default, from 1.30), the
+# one the kind kit pins, and the newest schemas shipped.
+KUBERNETES_VERSIONS = ["1.30.0", "1.34.0", kubernetes_validate.latest_version()]
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -25,9 +27,16 @@ def resource(kind: str) -> dict[str, Any]:
     return found[0]
 
 
-def test_the_three_manifests_exist() -> None:
+def test_the_manifests_exist() -> None:
     kinds = sorted(doc["kind"] for path in MANIFESTS for doc in load(path))
-    assert kinds == ["Deployment", "Service", "StatefulSet"]
+    assert kinds == [
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+        "StatefulSet",
+    ]
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -77,3 +86,53 @@ def test_client_runs_the_library_against_the_service_in_its_namespace() -> None:
     assert fqdn in command
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+
+
+def test_client_may_read_endpointslices_in_its_namespace_and_nothing_else() -> None:
+    pod_spec = resource("Deployment")["spec"]["template"]["spec"]
+    account = resource("ServiceAccount")["metadata"]
+    role, binding = resource("Role"), resource("RoleBinding")
+    assert pod_spec["serviceAccountName"] == account["name"]
+    assert role["rules"] == [
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
+    ]
+    namespace = resource("Deployment")["metadata"]["namespace"]
+    assert {role["metadata"]["namespace"], binding["metadata"]["namespace"]} == {namespace}
+
+
+def test_client_watches_through_the_api_with_dns_as_fallback() -> None:
+    (container,) = resource("Deployment")["spec"]["template"]["spec"]["containers"]
+    command = " ".join(container["command"] + container["args"])
+    assert "--source auto" in command
+
+
+def test_the_readme_claims_the_oldest_kubernetes_validated_here() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "need Kubernetes 1.30 or newer" in readme
+    assert KUBERNETES_VERSIONS[0] == "1.30.0"
+
+
+def test_client_image_is_built_from_this_repository_not_a_package_index() -> None:
+    (container,) = resource("Deployment")["spec"]["template"]["spec"]["containers"]
+    command = " ".join(container["command"] + container["args"])
+    assert "pip install" not in command, "headless-resolver is not published on a package index"
+    dockerfile = (K8S_DIR / "Dockerfile").read_text()
+    assert f"-t {container['image']} ." in dockerfile, "the Dockerfile says how to build the image"
+    assert container["imagePullPolicy"] == "IfNotPresent", "a locally built image is not pulled"
+    assert 'ENTRYPOINT ["headless-resolver"]' in dockerfile
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (REPO / source).exists(), source

@@ -65,7 +65,8 @@ async def test_on_a_terminal_the_view_is_redrawn_with_pods_and_recent_changes(
     pods = cluster.pods("web")
     table = [line.split() for line in lines[4:8]]
     assert [(row[0], row[1], row[2]) for row in table] == [
-        (pod.ip, "8080", pod.hostname) for pod in pods
+        (pod.ip, "8080", pod.hostname)
+        for pod in sorted(pods, key=lambda p: int(p.ip.split(".")[-1]))
     ]
     assert lines[9] == "recent changes (+1 -0 in all):"
     assert lines[10].split()[2:] == ["+", f"{pods[3].ip}:8080", "web-3"]

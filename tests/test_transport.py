@@ -17,6 +17,7 @@ from headless_resolver import (
     EndpointSet,
     HeadlessResolver,
     HeadlessTransport,
+    InvalidArgument,
     LeastLatency,
     NoEndpointsAvailable,
     RoundRobin,
@@ -697,5 +698,5 @@ def test_pod_url_is_httpx_copy_with(url: str, ip: str, port: int) -> None:
 
 
 def test_match_must_not_be_a_bare_string() -> None:
-    with pytest.raises(TypeError, match="collection of host names"):
+    with pytest.raises(InvalidArgument, match="collection of host names"):
         HeadlessTransport(HeadlessResolver(["127.0.0.1:1"]), match="web")

@@ -20,6 +20,7 @@ from httpx._types import CertTypes, ProxyTypes
 from opentelemetry.metrics import MeterProvider
 
 from headless_resolver._endpoints import Endpoint
+from headless_resolver._errors import InvalidArgument
 from headless_resolver._hosts import HostMatch, host_matcher, port_rules
 from headless_resolver._metrics import TransportRecorder, TransportStats
 from headless_resolver._resolver import HeadlessResolver
@@ -99,7 +100,7 @@ class BaseHeadlessTransport(Generic[T]):
         per_pod_metrics: bool = True,
     ) -> None:
         if retries < 0:
-            raise ValueError(f"retries: {retries!r} must be >= 0")
+            raise InvalidArgument(f"retries: {retries!r} must be >= 0")
         if http2:
             require_h2()
         self._strategy: Strategy = RoundRobin() if strategy is None else strategy

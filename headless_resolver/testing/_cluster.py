@@ -17,6 +17,7 @@ from pathlib import Path
 
 from headless_resolver._errors import InvalidArgument
 from headless_resolver.testing._clusterdns import ClusterDNS
+from headless_resolver.testing._kubeapi import KubernetesAPI, SliceEndpoint
 from headless_resolver.testing._model import PortSpec, ServiceSpec
 from headless_resolver.testing._pods import CertificateAuthority, PodServer
 
@@ -61,8 +62,11 @@ class _Service:
     name: str
     namespace: str
     port: int
+    port_name: str
     ssl_context: ssl.SSLContext | None
     pods: list[PodServer] = field(default_factory=list)
+    leaving: list[PodServer] = field(default_factory=list)
+    """Pods scaled away and still in their grace period: terminating, in the API only."""
 
 
 class LocalCluster:
@@ -75,14 +79,22 @@ class LocalCluster:
     Parameters (keyword-only):
         domain: the cluster domain (``cluster.local``).
         ttl: of the DNS records, in seconds (5).
+        kubernetes: also publish every service as EndpointSlices through a
+            ``KubernetesAPI`` stand-in (False).
 
     ``add_service(name, pods=, port=, port_name=, tls=)`` starts a service's pods; with
     ``tls=True`` they present certificates signed by the CA whose PEM file is at ``ca_cert``.
+    With ``kubernetes=True`` the services are also published as EndpointSlices by a
+    ``KubernetesAPI`` stand-in (``.api``; ``kubeconfig(path)`` writes a kubeconfig for it):
+    a pod scaled away is shown terminating (not ready, serving) during its grace period.
     """
 
-    def __init__(self, *, domain: str = "cluster.local", ttl: int = 5) -> None:
+    def __init__(
+        self, *, domain: str = "cluster.local", ttl: int = 5, kubernetes: bool = False
+    ) -> None:
         self.domain = domain.strip(".")
         self.dns = ClusterDNS(domain=domain, ttl=ttl)
+        self.api: KubernetesAPI | None = KubernetesAPI() if kubernetes else None
         self._services: dict[tuple[str, str], _Service] = {}
         self._certificates: CertificateAuthority | None = None
         self._directory: tempfile.TemporaryDirectory[str] | None = None
@@ -100,7 +112,19 @@ class LocalCluster:
 
     async def __aenter__(self) -> LocalCluster:
         await self.dns.start()
+        if self.api is not None:
+            try:
+                await self.api.start()
+            except BaseException:
+                await self.dns.stop()
+                raise
         return self
+
+    def kubeconfig(self, path: str | Path) -> Path:
+        """Write a kubeconfig for the API stand-in (``kubernetes=True``) to ``path``."""
+        if self.api is None:
+            raise InvalidArgument("this LocalCluster has no Kubernetes API: pass kubernetes=True")
+        return self.api.kubeconfig(path)
 
     async def __aexit__(self, *exc_info: object) -> None:
         try:
@@ -108,6 +132,8 @@ class LocalCluster:
                 await self._stop_pods(self._services.pop(key).pods)
         finally:
             await self.dns.stop()
+            if self.api is not None:
+                await self.api.stop()
             if self._directory is not None:
                 self._directory.cleanup()
                 self._directory = None
@@ -138,7 +164,7 @@ class LocalCluster:
             fqdn = f"{name}.{namespace}.svc.{self.domain}"
             names = [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", fqdn, f"*.{fqdn}"]
             ssl_context = self._authority().server_context_factory(names)()
-        service = _Service(name, namespace, port, ssl_context)
+        service = _Service(name, namespace, port, port_name, ssl_context)
         self._services[name, namespace] = service
         try:
             await self._start_pods(service, pods)
@@ -148,6 +174,7 @@ class LocalCluster:
                 endpoints=_endpoints(service),
                 ports=[(port_name, "tcp", service.port)],
             )
+            self._publish(service)
         except BaseException:
             del self._services[name, namespace]
             await self._stop_pods(service.pods)
@@ -167,13 +194,20 @@ class LocalCluster:
         if replicas >= len(service.pods):
             await self._start_pods(service, replicas)
             self.dns.set_endpoints(name, namespace, endpoints=_endpoints(service))
+            self._publish(service)
         else:
             leaving = service.pods[replicas:]
             del service.pods[replicas:]
+            service.leaving.extend(leaving)
             self.dns.set_endpoints(name, namespace, endpoints=_endpoints(service))
-            if grace > 0:
-                await asyncio.sleep(grace)
-            await self._stop_pods(leaving)
+            self._publish(service)
+            try:
+                if grace > 0:
+                    await asyncio.sleep(grace)
+            finally:
+                service.leaving = [p for p in service.leaving if p not in leaving]
+                self._publish(service)
+                await self._stop_pods(leaving)
         return list(service.pods)
 
     def pods(self, name: str, namespace: str = "default") -> list[PodServer]:
@@ -185,7 +219,36 @@ class LocalCluster:
         service = self._service(name, namespace)
         del self._services[name, namespace]
         self.dns.remove_service(name, namespace)
+        if self.api is not None:
+            self.api.remove_service(name, namespace)
         await self._stop_pods(service.pods)
+
+    def _publish(self, service: _Service) -> None:
+        """Show the service's pods as EndpointSlices: running ones ready, leaving ones
+        terminating, as the EndpointSlice controller does."""
+        if self.api is None:
+            return
+        endpoints = [
+            SliceEndpoint(pod.ip, hostname=pod.hostname, pod=pod.hostname, node_name="local")
+            for pod in service.pods
+        ] + [
+            SliceEndpoint(
+                pod.ip,
+                hostname=pod.hostname,
+                pod=pod.hostname,
+                node_name="local",
+                ready=False,
+                serving=True,
+                terminating=True,
+            )
+            for pod in service.leaving
+        ]
+        self.api.set_endpoints(
+            service.name,
+            service.namespace,
+            endpoints=endpoints,
+            ports=[(service.port_name, "TCP", service.port)],
+        )
 
     def _service(self, name: str, namespace: str) -> _Service:
         try:

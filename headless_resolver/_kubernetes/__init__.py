@@ -1,0 +1,1 @@
+"""The Kubernetes API side: configuration, a small EndpointSlice client, slices, the watch."""
