@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import bench_engine
 import bench_resolver
 import bench_strategies
 from _clients import (
@@ -661,3 +662,90 @@ async def scale(lab: LocalTarget, sizes: Sizes, tick: Callable[[str], None]) -> 
             "sticky_bounded": bounded_data,
         },
     )
+
+
+# -- 7. client CPU per request -----------------------------------------------------------------
+
+
+async def engine_cost(target: Target, sizes: Sizes, tick: Callable[[str], None]) -> Scenario:
+    """HeadlessTransport's pod engines against httpx's front end alone, aiohttp and plain httpx.
+
+    The clients of ``bench_engine``, over the 3-pod service, at each concurrency above 1.
+    """
+    small = await target.service("small", 3)
+    lab = await bench_engine.Lab.found(
+        target.nameserver, small.fqdn, small.port, emulate_system_dns=False
+    )
+    engine = await bench_engine.default_engine()
+    scenario = Scenario(
+        "engine",
+        "7. Client CPU per request",
+        notes=[
+            f"HeadlessTransport's default engine here: {engine}. {sizes.requests} GETs per "
+            f"client and cell in {ROUNDS} interleaved rounds; cpu = client CPU (user + system) "
+            "per request; ratios are medians of same-round ratios. mock = httpx.AsyncClient + "
+            "httpx.MockTransport (httpx's front end, no network); aiohttp sends to the pods' "
+            "addresses in turn; httpx = plain httpx over the service name, default limits "
+            "(20 kept alive) and keep100 (100 kept alive)",
+        ],
+    )
+    table = Table(
+        "Client CPU per request, 3 pods",
+        ["concurrency", "client", "req/s", "vs aiohttp", "cpu us", "vs mock"],
+    )
+    rows: list[dict[str, Any]] = []
+    for concurrency in [c for c in sizes.concurrency if c > 1]:
+        tick(f"engine cost c={concurrency}")
+        cell = await bench_engine.run_cell(
+            f"c={concurrency}",
+            lab,
+            bench_engine.ASYNC_CLIENTS,
+            concurrency,
+            sizes.requests,
+            ROUNDS,
+        )
+        for client in bench_engine.ASYNC_CLIENTS:
+            row = {
+                "concurrency": concurrency,
+                "client": client,
+                "rate": cell.rate(client),
+                "vs_aiohttp": cell.rate_ratio(client, "aiohttp"),
+                "cpu_us": cell.cpu(client),
+                "cpu_vs_mock": cell.cpu_ratio(client, "mock"),
+            }
+            rows.append(row)
+            table.rows.append(
+                [
+                    concurrency,
+                    client,
+                    row["rate"],
+                    row["vs_aiohttp"],
+                    row["cpu_us"],
+                    row["cpu_vs_mock"],
+                ]
+            )
+        ours, old = "headless/llhttp", "headless/httpcore"
+        scenario.checks += [
+            Check(
+                f"engine: CPU per request vs httpx + MockTransport, concurrency {concurrency}",
+                cell.cpu_ratio(ours, "mock"),
+                2.0,
+                "<=",
+            ),
+            Check(
+                f"engine: req/s vs aiohttp, concurrency {concurrency}",
+                cell.rate_ratio(ours, "aiohttp"),
+                0.5,
+                ">=",
+            ),
+            Check(
+                f"engine: req/s vs the httpcore engine, concurrency {concurrency}",
+                cell.rate_ratio(ours, old),
+                3.0,
+                ">=",
+            ),
+        ]
+    scenario.tables.append(table)
+    scenario.data["rows"] = rows
+    scenario.data["engine"] = engine
+    return scenario

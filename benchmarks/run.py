@@ -8,7 +8,9 @@ Run: ``python benchmarks/run.py [--quick] [--out DIR] [--target local|cluster]``
 3. tail latency with one pod 50 ms slower;
 4. convergence after scale-up and scale-down;
 5. a DNS outage during traffic;
-6. refresh cost of a 5,000-pod service (and the strategies' pick cost and balance).
+6. refresh cost of a 5,000-pod service (and the strategies' pick cost and balance);
+7. client CPU per request: HeadlessTransport on each pod engine vs httpx's front end alone,
+   aiohttp and plain httpx (``bench_engine.py`` has the standalone version with sync clients).
 
 Prints a Markdown report on stdout (tables, then every target met or missed and by how much),
 writes ``results.json``, ``results.md`` and PNG plots to ``--out``, and shows progress on
@@ -77,7 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def planned_steps(sizes: _scenarios.Sizes, local: bool) -> int:
     throughput = 3 * len(sizes.concurrency) + 1
-    return 1 + throughput + len(CLIENTS) + (2 if local else 0) + 2
+    engine = len([c for c in sizes.concurrency if c > 1])
+    return 1 + throughput + len(CLIENTS) + (2 if local else 0) + 2 + engine
 
 
 async def run_all(
@@ -92,6 +95,8 @@ async def run_all(
             results.append(await _scenarios.convergence(target, sizes, tick))
             results.append(await _scenarios.dns_outage(target, sizes, tick))
     results.append(await _scenarios.scale(lab, sizes, tick))
+    with target.system_dns():
+        results.append(await _scenarios.engine_cost(target, sizes, tick))
     return results
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 
 import pytest
 
+from headless_resolver import HeadlessTransport
 from headless_resolver.testing import LocalCluster
 from headless_resolver.testing._model import ServiceSpec
 from tests.servers import (
@@ -76,3 +77,12 @@ def runner() -> Iterator[asyncio.Runner]:
     runs its examples synchronously)."""
     with asyncio.Runner() as loop_runner:
         yield loop_runner
+
+
+@pytest.fixture(params=["auto", "httpcore"])
+def pod_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs the test once per pod engine: ``HeadlessTransport``'s default ``engine`` is set to
+    ``auto`` (llhttp over HTTP/1.1, httpcore for HTTP/2) and then to ``httpcore``."""
+    defaults = HeadlessTransport.__init__.__kwdefaults__
+    monkeypatch.setitem(defaults, "engine", request.param)
+    return str(request.param)

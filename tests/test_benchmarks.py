@@ -25,7 +25,7 @@ from benchmarks._report import Check
 from headless_resolver.testing import LocalCluster
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
-SCENARIOS = ["hot_path", "throughput", "tail", "convergence", "outage", "scale"]
+SCENARIOS = ["hot_path", "throughput", "tail", "convergence", "outage", "scale", "engine"]
 TARGETS = [
     "resolver: resolve() hit vs alru_cache hit",
     "transport: 1 pod vs plain httpx",
@@ -38,6 +38,9 @@ TARGETS = [
     "strategies: sticky moved fraction x N on removal",
     "strategies: sticky max/mean load",
     "strategies: Sticky(balance_factor=1.1) max/mean load",
+    "engine: CPU per request vs httpx + MockTransport, concurrency 10",
+    "engine: req/s vs aiohttp, concurrency 10",
+    "engine: req/s vs the httpcore engine, concurrency 10",
 ]
 
 
@@ -70,7 +73,7 @@ def test_the_report_shows_every_scenario_and_says_how_plain_clients_resolve(
     local_run: Run,
 ) -> None:
     titles = re.findall(r"^### (\d)\. ", local_run.stdout, re.MULTILINE)
-    assert titles == ["1", "2", "3", "4", "5", "6"]
+    assert titles == ["1", "2", "3", "4", "5", "6", "7"]
     assert list(local_run.results["scenarios"]) == SCENARIOS
     assert "socket.getaddrinfo answers names under the cluster domain" in local_run.stdout
     for client in ("headless/round-robin", "headless/least-latency", "headless/sticky"):
@@ -232,7 +235,7 @@ async def test_cluster_target_measures_services_it_did_not_start(tmp_path: Path)
         }
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["meta"]["target"] == "cluster"
-    assert list(results["scenarios"]) == ["hot_path", "throughput", "tail", "scale"]
+    assert list(results["scenarios"]) == ["hot_path", "throughput", "tail", "scale", "engine"]
     assert cluster.nameserver in results["meta"]["system_resolution"]
     assert "convergence and DNS outage skipped" in stdout.decode()
     for name, counts in served.items():

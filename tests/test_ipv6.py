@@ -27,7 +27,7 @@ from headless_resolver.testing import ClusterDNS, PodServer, make_tls
 from headless_resolver.testing._model import EndpointSpec, PortSpec
 from tests.loopback import needs_ipv6_loopback
 
-pytestmark = needs_ipv6_loopback
+pytestmark = [needs_ipv6_loopback, pytest.mark.usefixtures("pod_engine")]
 
 WEB = "web.default.svc.cluster.local"
 URL = f"http://{WEB}/path"

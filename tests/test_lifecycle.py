@@ -27,6 +27,8 @@ from headless_resolver.testing import LocalCluster
 from tests.leaks import open_fds, pending_tasks
 from tests.waiting import eventually
 
+pytestmark = pytest.mark.usefixtures("pod_engine")
+
 WEB = "web.default.svc.cluster.local"
 URL = f"http://{WEB}:8080/"
 SETTLE = 10.0

@@ -32,6 +32,8 @@ from tests.leaks import open_fds, pending_tasks
 from tests.servers.hostile import HostileDns, Reply, response
 from tests.waiting import eventually
 
+pytestmark = pytest.mark.usefixtures("pod_engine")
+
 WEB = "web.default.svc.cluster.local"
 URL = f"http://{WEB}:8080/"
 GRACE = 10.0

@@ -30,6 +30,8 @@ from headless_resolver.testing import LocalCluster, PodServer
 from tests.clocks import FakeClock
 from tests.waiting import eventually
 
+pytestmark = pytest.mark.usefixtures("pod_engine")
+
 WEB = "web.default.svc.cluster.local"
 URL = f"http://{WEB}:8080/"
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, Literal, Unpack
 
 import httpx
 
-from headless_resolver._errors import HeadlessResolverError, InvalidServiceName
+from headless_resolver._errors import HeadlessResolverError, InvalidArgument, InvalidServiceName
 from headless_resolver._resolver import HeadlessResolver
+from headless_resolver._strategies import Strategy
 from headless_resolver._transports._attempt import Attempts, Exchange, PodBody, resolution_failed
-from headless_resolver._transports._base import BaseHeadlessTransport
+from headless_resolver._transports._base import BaseHeadlessTransport, TransportOptions
+from headless_resolver._transports._engine import PodConnectionPool
+
+Engine = Literal["auto", "llhttp", "httpcore"]
+"""Who keeps the pod connections: see ``HeadlessTransport``'s ``engine``."""
 
 
-class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.AsyncBaseTransport):
+class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport):
     """Send requests for cluster services straight to a pod picked by ``strategy``.
 
     Use it as ``httpx.AsyncClient(transport=HeadlessTransport(...))``. Hosts that match are
@@ -42,6 +47,8 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
             applied to every pod's pool; ``limits`` are per pod. ``http2=True`` needs
             ``h2`` (``pip install httpx[http2]``), or raises ``ImportError`` at once.
         proxy, uds: only for hosts passed through (below).
+        engine: who keeps the pod connections (below): ``"auto"``, ``"llhttp"`` or
+            ``"httpcore"``.
         meter_provider: where the per-service and per-pod metrics go (OpenTelemetry; README,
             "Metrics"); None: the global provider, whose instruments do nothing until an SDK
             is installed. ``stats()`` gives the same figures as plain dataclasses.
@@ -69,9 +76,14 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
     whose host cannot be a service name, and whatever a ``Sticky`` key callable raises.
     Resolution failures are ``httpx.ConnectError`` with the resolver's error as the cause.
 
-    Over HTTP/1.1 a pod's pool is split into httpcore pools of at most 8 kept-alive
-    connections each (their limits add up to ``limits``), because httpcore's bookkeeping
-    costs every request time in proportion to the connections of its pool.
+    Engine: with ``engine="auto"`` (the default) pods are reached over HTTP/1.1 by
+    ``PodConnectionPool`` (asyncio protocols and the llhttp parser: a request costs the
+    client a third to a half of its CPU on httpcore), one pool per pod; with ``http2=True``
+    (or ``http1=False``), or ``engine="httpcore"``, by ``httpx.AsyncHTTPTransport``, whose
+    pod pool is then split into httpcore pools of at most 8 kept-alive connections each
+    (their limits add up to ``limits``), because httpcore's bookkeeping costs every request
+    time in proportion to the connections of its pool. ``engine`` says which one is in use.
+    Hosts passed through always use ``httpx.AsyncHTTPTransport``.
 
     Proxies: pods are always reached directly. A forward proxy would resolve the service name
     itself (one pod, or none from outside the cluster), and httpcore's HTTP proxy ignores the
@@ -82,7 +94,36 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
     matching URLs to httpx's proxy transport instead, bypassing this one.
     """
 
-    def _new_pod_transport(self, **options: Any) -> httpx.AsyncHTTPTransport:
+    def __init__(
+        self,
+        resolver: HeadlessResolver | None = None,
+        strategy: Strategy | None = None,
+        *,
+        engine: Engine = "auto",
+        **options: Unpack[TransportOptions],
+    ) -> None:
+        if engine not in ("auto", "llhttp", "httpcore"):
+            raise InvalidArgument(f"engine: {engine!r} is not 'auto', 'llhttp' or 'httpcore'")
+        http1_only = options.get("http1", True) and not options.get("http2", False)
+        if engine == "llhttp" and not http1_only:
+            raise InvalidArgument("engine='llhttp' speaks HTTP/1.1 only: leave http2=False")
+        self._engine: Literal["llhttp", "httpcore"] = (
+            "llhttp" if engine != "httpcore" and http1_only else "httpcore"
+        )
+        self._sharded_pools = self._engine == "httpcore"
+        super().__init__(resolver, strategy, **options)
+
+    @property
+    def engine(self) -> Literal["llhttp", "httpcore"]:
+        """The engine of the pod pools: ``"llhttp"`` or ``"httpcore"``."""
+        return self._engine
+
+    def _new_pod_transport(self, **options: Any) -> httpx.AsyncBaseTransport:
+        if self._engine == "llhttp":
+            return PodConnectionPool(**options)
+        return httpx.AsyncHTTPTransport(**options)
+
+    def _new_passthrough(self, **options: Any) -> httpx.AsyncBaseTransport:
         return httpx.AsyncHTTPTransport(**options)
 
     def _open_resolver(self, resolver: HeadlessResolver | None) -> HeadlessResolver:
@@ -120,13 +161,13 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncHTTPTransport], httpx.A
             await self._resolver.aclose()
 
 
-async def _close(transports: Iterable[httpx.AsyncHTTPTransport]) -> None:
+async def _close(transports: Iterable[httpx.AsyncBaseTransport]) -> None:
     for transport in transports:
         await transport.aclose()
 
 
 def _attach(
-    response: httpx.Response, exchange: Exchange[httpx.AsyncHTTPTransport]
+    response: httpx.Response, exchange: Exchange[httpx.AsyncBaseTransport]
 ) -> httpx.Response:
     """The pod's response, its body now ending the exchange when closed."""
     body = response.stream
@@ -136,7 +177,7 @@ def _attach(
 
 
 class _PodResponseStream(
-    PodBody[httpx.AsyncByteStream, httpx.AsyncHTTPTransport], httpx.AsyncByteStream
+    PodBody[httpx.AsyncByteStream, httpx.AsyncBaseTransport], httpx.AsyncByteStream
 ):
     """The pod's response body: its failures are the pod's; closing it ends the attempt."""
 

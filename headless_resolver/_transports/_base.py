@@ -26,15 +26,16 @@ from headless_resolver._metrics import TransportRecorder, TransportStats
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import LeastLatency, RoundRobin, Strategy
 from headless_resolver._transports._attempt import AttemptRules
-from headless_resolver._transports._pools import DEFAULT_LIMITS, PodPools, shard_limits
+from headless_resolver._transports._pools import (
+    DEFAULT_LIMITS,
+    PodPools,
+    SocketOption,
+    shard_limits,
+)
 from headless_resolver._transports._routes import PoolKey, Routes
 from headless_resolver._verdict import Judge
 
 T = TypeVar("T")
-
-SocketOption = (
-    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
-)
 
 
 class TransportOptions(TypedDict, total=False):
@@ -74,6 +75,8 @@ class BaseHeadlessTransport(Generic[T]):
 
     _threaded: ClassVar[bool] = False
     """Whether requests come from many threads at once (the bookkeeping then takes a lock)."""
+    _sharded_pools: bool = True
+    """Whether a pod's pool is split into shards (httpcore's bookkeeping grows with a pool)."""
 
     def __init__(
         self,
@@ -108,8 +111,7 @@ class BaseHeadlessTransport(Generic[T]):
             self._strategy.health.failure_statuses if failure_statuses is None else failure_statuses
         )
         ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
-        new_transport = functools.partial(
-            self._new_pod_transport,
+        options: dict[str, Any] = dict(
             verify=ssl_context,
             http1=http1,
             http2=http2,
@@ -117,6 +119,7 @@ class BaseHeadlessTransport(Generic[T]):
             retries=connect_retries,
             socket_options=None if socket_options is None else list(socket_options),
         )
+        new_transport = functools.partial(self._new_pod_transport, **options)
         self._owns_resolver = resolver is None
         self._resolver = self._open_resolver(resolver)
         lock = threading.Lock() if self._threaded else contextlib.nullcontext()
@@ -127,17 +130,21 @@ class BaseHeadlessTransport(Generic[T]):
         self._pools: PodPools[T] = PodPools(
             self._routes,
             lambda limits: new_transport(limits=limits),
-            shard_limits(limits, http2=http2),
+            shard_limits(limits, http2=http2) if self._sharded_pools else [limits],
             lock,
         )
         self._recorder = _recorder(self._strategy, meter_provider, per_pod_metrics)
         self._strategy.health.add_listener(self._recorder)
         self._rules = AttemptRules(self._strategy, judge, self._pools, retries, self._recorder)
-        self._passthrough: T = new_transport(limits=limits, proxy=proxy, uds=uds)
+        self._passthrough: T = self._new_passthrough(limits=limits, proxy=proxy, uds=uds, **options)
 
     def _new_pod_transport(self, **options: Any) -> T:
-        """A transport to one pod (or the pass-through one), with httpx's transport options."""
+        """A transport to one pod, with httpx's transport options."""
         raise NotImplementedError
+
+    def _new_passthrough(self, **options: Any) -> T:
+        """The transport for hosts passed through (with ``proxy`` and ``uds``)."""
+        return self._new_pod_transport(**options)
 
     def _open_resolver(self, resolver: HeadlessResolver | None) -> HeadlessResolver:
         """The resolver to use: ``resolver``, or one the twin makes where it can close it."""

@@ -20,6 +20,10 @@ from headless_resolver._transports._routes import PoolKey, Route, Routes
 
 T = TypeVar("T")
 
+SocketOption = (
+    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+)
+"""A ``socket.setsockopt`` argument tuple, as httpx's ``socket_options`` take them."""
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 """httpx's own defaults; with one pool per pod they apply to each pod."""
 SHARD_CONNECTIONS = 8

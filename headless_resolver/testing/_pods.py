@@ -59,8 +59,11 @@ class PodServer:
 
     Knobs, settable at any time: ``latency`` (seconds before each answer), ``status`` (the HTTP
     status answered), ``refuse`` (stop listening: new connections get ECONNREFUSED, open ones
-    live on) and ``reset`` (send half a response, then reset the connection). A TLS pod records
-    the server name each client asked for through ``ssl_context.sni_callback``, which it sets.
+    live on), ``reset`` (send half a response, then reset the connection), ``body_delay``
+    (seconds between the response head and its body) and ``hang_up`` (close the connection
+    after each answer without announcing it, as a server whose idle timeout is zero). A TLS pod
+    records the server name each client asked for through ``ssl_context.sni_callback``, which
+    it sets. ``body_bytes`` counts the request body bytes received.
 
     Parameters:
         ip: a loopback address (127.0.0.x or ::1). port: 0 picks a free one at ``start()``.
@@ -90,6 +93,9 @@ class PodServer:
         self.hostname = hostname if hostname is not None else self.ip
         self.latency = 0.0
         self.reset = False
+        self.body_delay = 0.0
+        self.hang_up = False
+        self.body_bytes = 0
         self.requests = 0
         self.connections_total = 0
         self._status = 200
@@ -247,8 +253,9 @@ class PodServer:
                 return
             if request is None:
                 return
-            method, path, host, keep_alive = request
+            method, path, host, keep_alive, body_bytes = request
             self.requests += 1
+            self.body_bytes += body_bytes
             count = self.requests
             if self.latency > 0:
                 await asyncio.sleep(self.latency)
@@ -269,9 +276,15 @@ class PodServer:
                 await writer.drain()
                 _reset(writer.transport)
                 return
-            writer.write(response)
+            if self.body_delay > 0 and len(body) < len(response):
+                writer.write(response[: len(response) - len(body)])
+                await writer.drain()
+                await asyncio.sleep(self.body_delay)
+                writer.write(body)
+            else:
+                writer.write(response)
             await writer.drain()
-            if not keep_alive:
+            if not keep_alive or self.hang_up:
                 return
 
     def _response(self, method: str, body: bytes, keep_alive: bool) -> bytes:
@@ -291,8 +304,10 @@ class PodServer:
         return head + body
 
 
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, str | None, bool] | None:
-    """Read one request, discarding its body: ``(method, path, host, keep_alive)``.
+async def _read_request(
+    reader: asyncio.StreamReader,
+) -> tuple[str, str, str | None, bool, int] | None:
+    """Read one request, discarding its body: ``(method, path, host, keep_alive, body bytes)``.
 
     ``None`` when the client closed the connection between requests.
     """
@@ -323,8 +338,8 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, str | N
     connection = {t.strip() for t in headers.get("connection", "").lower().split(",")}
     http11 = match[3] == b"1"
     keep_alive = "close" not in connection if http11 else "keep-alive" in connection
-    await _discard_body(reader, headers)
-    return method, path, headers.get("host"), keep_alive
+    body_bytes = await _discard_body(reader, headers)
+    return method, path, headers.get("host"), keep_alive, body_bytes
 
 
 async def _read_line(reader: asyncio.StreamReader) -> bytes | None:
@@ -340,20 +355,22 @@ async def _read_line(reader: asyncio.StreamReader) -> bytes | None:
     return line[:-2]
 
 
-async def _discard_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> None:
+async def _discard_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> int:
+    """Read past the request body; returns its length."""
     encoding = headers.get("transfer-encoding")
     if encoding is not None:
         if "content-length" in headers or encoding.lower() != "chunked":
             raise _BadRequest("unsupported transfer-encoding")
-        await _discard_chunked(reader)
-        return
+        return await _discard_chunked(reader)
     length_text = headers.get("content-length", "0")
     if not length_text.isdigit():
         raise _BadRequest("malformed content-length")
     await _discard_exactly(reader, int(length_text))
+    return int(length_text)
 
 
-async def _discard_chunked(reader: asyncio.StreamReader) -> None:
+async def _discard_chunked(reader: asyncio.StreamReader) -> int:
+    total = 0
     while True:
         size_line = await _read_line(reader)
         if size_line is None:
@@ -367,12 +384,14 @@ async def _discard_chunked(reader: asyncio.StreamReader) -> None:
             raise _BadRequest("malformed chunk size")
         if size == 0:
             break
+        total += size
         await _discard_exactly(reader, size)
         if await reader.readexactly(2) != b"\r\n":
             raise _BadRequest("chunk not followed by CRLF")
     while (trailer := await _read_line(reader)) != b"":  # trailer section
         if trailer is None:
             raise asyncio.IncompleteReadError(b"", None)
+    return total
 
 
 async def _discard_exactly(reader: asyncio.StreamReader, size: int) -> None:
