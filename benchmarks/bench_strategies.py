@@ -1,18 +1,24 @@
 """Strategies: pick cost by set size, Sticky's key movement and balance (pure and with bounded
-loads), a slow-pod simulation.
+loads), slow-pod simulations.
 
 Run: ``python benchmarks/bench_strategies.py``. Pick cost is CPU time (``time.process_time``)
 of one pick plus its release on a warm per-set table, best of five runs; the table build is
 timed separately. Bounded loads hold every key's request in flight (none is released), the
-case the bound is for. The simulation runs on a fake clock: 10 pods answer in 5 ms (one in 55 ms),
-16 requests are always in flight, and each strategy's share of requests sent to the slow pod
-is counted.
+case the bound is for. The simulations run on a fake clock. The first: 10 pods answer in 5 ms
+(one in 55 ms), 16 requests are always in flight, and each strategy's share of requests sent
+to the slow pod is counted. Then issue #12's targets 1, 4 and 5, each strategy in the same
+run: a busy client (on average 1 ms of its own delay per request in flight, exponentially
+distributed, which lands in every sample)
+over 5 pods of which one answers 50 ms late, against the same client over the 4 fast pods
+alone; a pod turning 50 ms slow for 10 s, then recovering; ten independent clients over 5
+pods of which one is twice as fast.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
+import math
 import random
 import sys
 import time
@@ -24,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from headless_resolver import Endpoint, EndpointSet
-from headless_resolver._strategies import BaseStrategy, LeastLatency, RoundRobin, Sticky
+from headless_resolver._strategies import BaseStrategy, LeastLatency, PeakEwma, RoundRobin, Sticky
 
 SIZES = (3, 100, 5000)
 PICKS = 20_000
@@ -192,11 +198,174 @@ def report_simulation() -> None:
         print(f"{name:<14}{slow_pod_share(name):>8.2%} of requests reach the slow pod")
 
 
+# -- issue #12's targets 1, 4 and 5 on a fake clock ---------------------------------------------
+
+LATENCY_AWARE: dict[str, Callable[[FakeClock, int], BaseStrategy[Any]]] = {
+    "RoundRobin": lambda clock, seed: RoundRobin(rng=random.Random(seed)),
+    "PeakEwma": lambda clock, seed: PeakEwma(rng=random.Random(seed), clock=clock),
+    "LeastLatency": lambda clock, seed: LeastLatency(rng=random.Random(seed), clock=clock),
+}
+Sent = list[tuple[float, Endpoint, float]]
+"""``(seconds since start, pod, latency)`` of each request."""
+
+
+def closed_loop(
+    strategy: BaseStrategy[Any],
+    endpoints: EndpointSet,
+    clock: FakeClock,
+    latency: Callable[[Endpoint, float], float],
+    *,
+    seconds: float,
+    concurrency: int,
+    client_delay: float = 0.0,
+    jitter: random.Random | None = None,
+) -> Sent:
+    """``concurrency`` requests always in flight; each takes its pod's ``latency`` plus
+    ``client_delay`` x the requests in flight (the client's own event loop), that delay drawn
+    from an exponential distribution of that mean when ``jitter`` is given."""
+    start = clock.now
+    in_flight: list[tuple[float, int, Endpoint, float]] = []
+    sent: Sent = []
+    sequence = 0
+    while clock.now - start < seconds:
+        if len(in_flight) == concurrency:
+            done_at, _, done, started = heapq.heappop(in_flight)
+            clock.now = done_at
+            strategy.observe(done, done_at - started, ok=True)
+            sent.append((started - start, done, done_at - started))
+        endpoint = strategy.pick(endpoints)
+        delay = client_delay * (len(in_flight) + 1)
+        if jitter is not None:
+            delay *= jitter.expovariate(1.0)
+        took = latency(endpoint, clock.now - start) + delay
+        heapq.heappush(in_flight, (clock.now + took, sequence, endpoint, clock.now))
+        sequence += 1
+    return sent
+
+
+def share_of(sent: Sent, endpoint: Endpoint, start: float = 0.0, end: float = math.inf) -> float:
+    window = [pod for at, pod, _ in sent if start <= at < end]
+    return window.count(endpoint) / max(len(window), 1)
+
+
+def p99_ms(sent: Sent, start: float = 1.0) -> float:
+    latencies = sorted(took for at, _, took in sent if at >= start)
+    return latencies[min(math.ceil(0.99 * len(latencies)), len(latencies)) - 1] * 1000
+
+
+def busy_client(name: str, concurrency: int, seconds: float = 20.0) -> dict[str, float]:
+    """Target 1: share on the slow pod, and p99 over 5 pods vs over the 4 fast pods alone."""
+    endpoints = EndpointSet("web", pods(5), version=1)
+    slow = endpoints[0]
+    fast_only = EndpointSet("fast", pods(4, 1), version=1)
+    results = {}
+    for label, pool in (("all", endpoints), ("fast", fast_only)):
+        clock = FakeClock()
+        sent = closed_loop(
+            LATENCY_AWARE[name](clock, 1),
+            pool,
+            clock,
+            lambda pod, _: 0.051 if pod == slow else 0.001,
+            seconds=seconds,
+            concurrency=concurrency,
+            client_delay=0.001,
+            jitter=random.Random(2),
+        )
+        results[f"p99_{label}_ms"] = p99_ms(sent)
+        if label == "all":
+            results["slow_share"] = share_of(sent, slow, 1.0)
+    results["p99_ratio"] = results["p99_all_ms"] / results["p99_fast_ms"]
+    return results
+
+
+TURNS_SLOW, RECOVERS = 5.0, 15.0
+
+
+def turning_pod(name: str) -> dict[str, float]:
+    """Target 4: a pod 50 ms slow from 5 s to 15 s, 10 requests in flight."""
+    clock = FakeClock()
+    endpoints = EndpointSet("web", pods(5), version=1)
+    turning = endpoints[2]
+
+    def latency(pod: Endpoint, at: float) -> float:
+        return 0.055 if pod == turning and TURNS_SLOW <= at < RECOVERS else 0.005
+
+    sent = closed_loop(
+        LATENCY_AWARE[name](clock, 1), endpoints, clock, latency, seconds=30.0, concurrency=10
+    )
+    fair = 1 / len(endpoints)
+    back = next(
+        (
+            start / 10 - RECOVERS
+            for start in range(int(RECOVERS * 10), 300)
+            if share_of(sent, turning, start / 10 - 1, start / 10) >= fair / 2
+        ),
+        math.inf,
+    )
+    return {
+        "slow_share_second_2": share_of(sent, turning, TURNS_SLOW + 1, TURNS_SLOW + 2),
+        "share_10s_after_recovery_of_fair": share_of(sent, turning, RECOVERS + 9, RECOVERS + 10)
+        / fair,
+        "seconds_to_half_fair": back,
+    }
+
+
+def ten_clients(name: str, requests: int = 40_000) -> float:
+    """Target 5: share of the pod twice as fast, ten clients (each its own strategy) with 4
+    requests in flight each; each request in flight on a pod adds 0.5 ms to its answers."""
+    clock = FakeClock()
+    endpoints = EndpointSet("web", pods(5), version=1)
+    fast = endpoints[0]
+    clients = [LATENCY_AWARE[name](clock, seed) for seed in range(10)]
+    in_flight: list[tuple[float, int, int, Endpoint, float]] = []
+    load: Counter[Endpoint] = Counter()
+    picked: Counter[Endpoint] = Counter()
+    for sequence in range(requests):
+        if len(in_flight) == 40:
+            clock.now, _, client, done, started = heapq.heappop(in_flight)
+            load[done] -= 1
+            clients[client].observe(done, clock.now - started, ok=True)
+        client = sequence % 10
+        endpoint = clients[client].pick(endpoints)
+        picked[endpoint] += 1
+        took = (0.005 if endpoint == fast else 0.010) + 0.0005 * load[endpoint]
+        load[endpoint] += 1
+        heapq.heappush(in_flight, (clock.now + took, sequence, client, endpoint, clock.now))
+    return picked[fast] / requests
+
+
+def report_targets() -> None:
+    print("\nTarget 1: busy client (~1 ms own delay per request in flight), 5 pods, one +50 ms")
+    print(
+        f"{'strategy':<14}{'conc':>6}{'slow share':>12}{'p99 ms':>9}{'4-fast p99':>12}{'ratio':>8}"
+    )
+    for concurrency in (10, 50):
+        for name in LATENCY_AWARE:
+            r = busy_client(name, concurrency)
+            print(
+                f"{name:<14}{concurrency:>6}{r['slow_share']:>12.3%}{r['p99_all_ms']:>9.1f}"
+                f"{r['p99_fast_ms']:>12.1f}{r['p99_ratio']:>8.2f}"
+            )
+    print("\nTarget 4: a pod turns 50 ms slow for 10 s, 10 requests in flight")
+    print(f"{'strategy':<14}{'share 1-2 s after':>19}{'share 9-10 s after recovery / fair':>37}")
+    for name in LATENCY_AWARE:
+        r = turning_pod(name)
+        print(
+            f"{name:<14}{r['slow_share_second_2']:>19.2%}"
+            f"{r['share_10s_after_recovery_of_fair']:>37.2f}"
+            f"   (half fair after {r['seconds_to_half_fair']:.1f} s)"
+        )
+    print("\nTarget 5: ten clients, 5 pods, one twice as fast: its share (fair 20 %)")
+    for name in LATENCY_AWARE:
+        print(f"{name:<14}{ten_clients(name):>8.1%}")
+
+
 def main() -> None:
     report_pick_cost()
     report_sticky()
     report_bounded()
     report_simulation()
+    report_targets()
 
 
 if __name__ == "__main__":

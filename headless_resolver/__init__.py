@@ -15,13 +15,20 @@ from headless_resolver._errors import (
     ResolverClosed,
     ServiceNotFound,
 )
-from headless_resolver._health import PassiveHealth
+from headless_resolver._health import LatencyEjection, PassiveHealth
 from headless_resolver._kubernetes._config import KubeConfig, KubeConfigError
 from headless_resolver._metrics import NameStats, PodStats, ServiceStats, TransportStats
 from headless_resolver._names import NameLookup, PortRef, ServiceName
 from headless_resolver._resolver import HeadlessResolver, ResolverStats
 from headless_resolver._sources import KubernetesSource, Source
-from headless_resolver._strategies import LeastLatency, RoundRobin, Sticky, Strategy
+from headless_resolver._strategies import (
+    LeastLatency,
+    PeakEwma,
+    RoundRobin,
+    SlowStart,
+    Sticky,
+    Strategy,
+)
 from headless_resolver._transports import HeadlessTransport, SyncHeadlessTransport
 from headless_resolver._verdict import Verdict
 
@@ -58,11 +65,13 @@ __all__ = [
     "KubeConfig",
     "KubeConfigError",
     "KubernetesSource",
+    "LatencyEjection",
     "LeastLatency",
     "NameLookup",
     "NameStats",
     "NoEndpointsAvailable",
     "PassiveHealth",
+    "PeakEwma",
     "PodStats",
     "PortRef",
     "RecordType",
@@ -73,6 +82,7 @@ __all__ = [
     "ServiceName",
     "ServiceNotFound",
     "ServiceStats",
+    "SlowStart",
     "Source",
     "SrvRecord",
     "Sticky",

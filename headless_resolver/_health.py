@@ -1,10 +1,13 @@
 """Passive health: eject endpoints that keep failing, readmit them after a growing timeout.
 
 Outlier detection as Envoy does it, fed by the outcomes strategies observe instead of probes.
+Optionally, a pod much slower than the rest of its set is ejected the same way.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -20,6 +23,8 @@ CONNECT_FAILURES = "connect_failures"
 """Ejected for ``consecutive_connect_failures``: refused, reset, body cut short."""
 STATUS_FAILURES = "status_failures"
 """Ejected for ``consecutive_status_failures``: failing statuses and timeouts."""
+LATENCY_OUTLIER = "latency_outlier"
+"""Ejected by ``latency_ejection``: slower than its set's median allows."""
 EJECTION_EXPIRED = "ejection_expired"
 
 
@@ -32,6 +37,48 @@ class HealthListener(Protocol):
     def ejected(self, endpoint: Endpoint, set_name: str, reason: str) -> None: ...
 
     def readmitted(self, endpoint: Endpoint, set_name: str, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyEjection:
+    """When a pod counts as a latency outlier of its set (opt-in, off by default).
+
+    Every ``interval`` seconds, each pod of a set with at least ``min_samples`` successful
+    answers since it was last judged is judged by their mean latency: above
+    ``max(factor x median, median + margin)``, the median taken over the set's judged pods
+    (at least 3 of them), it is ejected like a failing pod, within the same
+    ``max_ejection_percent`` budget. ``margin`` keeps fast sets from ejecting on jitter: 3 x of
+    1 ms is no outlier.
+
+    Parameters:
+        factor: how many times the set's median latency makes an outlier (> 1).
+        margin: seconds above the median an outlier is at least (>= 0).
+        min_samples: answers a pod needs before it is judged (>= 1).
+        interval: seconds between judgements of a set (> 0).
+    """
+
+    factor: float = 3.0
+    margin: float = 0.010
+    min_samples: int = 20
+    interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.factor) and self.factor > 1):
+            raise InvalidArgument(f"LatencyEjection(factor=...) must be > 1, got {self.factor!r}")
+        if not (math.isfinite(self.margin) and self.margin >= 0):
+            raise InvalidArgument(f"LatencyEjection(margin=...) must be >= 0, got {self.margin!r}")
+        if self.min_samples < 1:
+            raise InvalidArgument(
+                f"LatencyEjection(min_samples=...) must be at least 1, got {self.min_samples!r}"
+            )
+        if not (math.isfinite(self.interval) and self.interval > 0):
+            raise InvalidArgument(
+                f"LatencyEjection(interval=...) must be > 0, got {self.interval!r}"
+            )
+
+    def limit(self, median: float) -> float:
+        """The mean latency above which a pod of a set with this median is an outlier."""
+        return max(self.factor * median, median + self.margin)
 
 
 @dataclass(slots=True)
@@ -57,6 +104,10 @@ class PassiveHealth:
     ejection is always allowed, and at least one endpoint is always kept). When every endpoint
     of a set is ejected anyway (the set changed under us), strategies pick among them (``panic``
     mode, as Envoy does) unless ``panic=False``, then they raise ``NoEndpointsAvailable``.
+
+    With ``latency_ejection`` (a ``LatencyEjection``), strategies also report each successful
+    answer's latency (:meth:`record_latency`) and a pod far slower than the rest of its set is
+    ejected as well, with the same budget, durations and panic mode.
 
     Health only keeps state for endpoints of sets registered with :meth:`track`, and forgets an
     endpoint once it leaves every tracked set, so memory follows the live endpoints.
@@ -85,6 +136,7 @@ class PassiveHealth:
         max_ejection: float = 300.0,
         max_ejection_percent: float = 50.0,
         panic: bool = True,
+        latency_ejection: LatencyEjection | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if consecutive_connect_failures < 1 or consecutive_status_failures < 1:
@@ -100,12 +152,16 @@ class PassiveHealth:
         self.max_ejection = max_ejection
         self.max_ejection_percent = max_ejection_percent
         self.panic = panic
+        self.latency_ejection = latency_ejection
         self._clock = clock
         self._lock = threading.Lock()
         self._ejected_until: dict[Endpoint, float] = {}
         self._records: dict[Endpoint, _Record] = {}
         self._groups: dict[str, frozenset[Endpoint]] = {}
         self._group_of: dict[Endpoint, str] = {}
+        self._latencies: dict[Endpoint, list[float]] = {}
+        """Sum and count of the latencies since an endpoint was last judged."""
+        self._judged_at: dict[str, float] = {}
         self._listeners: tuple[HealthListener, ...] = ()
 
     def add_listener(self, listener: HealthListener) -> None:
@@ -184,6 +240,53 @@ class PassiveHealth:
                 record = self._records.get(endpoint)
                 if record is not None:
                     record.connect_failures = record.status_failures = 0
+
+    def record_latency(self, endpoint: Endpoint, latency_s: float) -> None:
+        """Counts one successful answer's latency, for ``latency_ejection``; judges the
+        endpoint's set when its ``interval`` is up."""
+        rule = self.latency_ejection
+        if rule is None:
+            return
+        now = self._clock()
+        with self._lock:
+            group_name = self._group_of.get(endpoint)
+            if group_name is None:
+                return
+            totals = self._latencies.get(endpoint)
+            if totals is None:
+                totals = self._latencies[endpoint] = [0.0, 0.0]
+            totals[0] += latency_s
+            totals[1] += 1
+            due = self._judged_at.get(group_name)
+            if due is None:
+                self._judged_at[group_name] = now + rule.interval
+            elif now >= due:
+                self._judged_at[group_name] = now + rule.interval
+                self._judge_latencies(group_name, rule)
+
+    def _judge_latencies(self, group_name: str, rule: LatencyEjection) -> None:
+        """Ejects the set's latency outliers; called with the lock held."""
+        group = self._groups[group_name]
+        for endpoint in [ep for ep in self._latencies if ep not in self._group_of]:
+            del self._latencies[endpoint]  # it left every set
+        means = {}
+        for endpoint in group:
+            totals = self._latencies.get(endpoint)
+            if totals is not None and totals[1] >= rule.min_samples:
+                means[endpoint] = totals[0] / totals[1]
+                del self._latencies[endpoint]  # judged: its next samples start afresh
+        if len(means) < 3:
+            return
+        limit = rule.limit(statistics.median(means.values()))
+        for endpoint in sorted(means, key=means.__getitem__, reverse=True):
+            if means[endpoint] <= limit:
+                break
+            if endpoint in self._ejected_until:
+                continue
+            record = self._records.get(endpoint)
+            if record is None:
+                record = self._records[endpoint] = _Record()
+            self._eject(endpoint, record, group_name, LATENCY_OUTLIER)
 
     def _count_failure(self, endpoint: Endpoint, *, connect: bool) -> None:
         with self._lock:

@@ -139,7 +139,7 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         "{ejection}",
         (*_SERVICE_ATTRS, *_POD_ATTRS, REASON),
         "ejections by reason: connect_failures (refused, reset, body cut short),"
-        " status_failures (failing statuses, timeouts)",
+        " status_failures (failing statuses, timeouts), latency_outlier",
     ),
     Instrument(
         f"{PREFIX}.endpoint.readmissions",

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from headless_resolver import Endpoint, EndpointSet, NoEndpointsAvailable
-from headless_resolver._health import PassiveHealth
+from headless_resolver._health import LatencyEjection, PassiveHealth
 from headless_resolver._strategies import BaseStrategy, LeastLatency, RoundRobin, Sticky
 from headless_resolver._verdict import Verdict
 from tests.clocks import FakeClock
@@ -270,3 +270,106 @@ def test_without_panic_mode_everything_ejected_is_an_error(
     survivors = EndpointSet("web", [endpoints[0]], version=2)
     with pytest.raises(NoEndpointsAvailable, match="ejected"):
         strategy.pick(survivors, "k")
+
+
+# Latency outliers
+
+
+def answered(health: PassiveHealth, latencies: dict[Endpoint, float], times: int) -> None:
+    for _ in range(times):
+        for endpoint, latency in latencies.items():
+            health.record_latency(endpoint, latency)
+
+
+def test_a_pod_far_slower_than_its_set_is_ejected_like_a_failing_one(clock: FakeClock) -> None:
+    health = PassiveHealth(latency_ejection=LatencyEjection(min_samples=20), clock=clock)
+    slow, *fast = endpoints = pods(5)
+    tracked(health, endpoints)
+    latencies = {slow: 0.060, **{ep: 0.005 for ep in fast}}
+    answered(health, latencies, 25)
+    assert not health.any_ejected, "judged once per interval, not on every answer"
+    clock.advance(1.0)
+    answered(health, latencies, 1)
+    assert health.ejected() == {slow}
+    assert health.times_ejected(slow) == 1
+    clock.advance(30.0)
+    assert not health.is_ejected(slow), "readmitted after base_ejection, as a failing pod is"
+
+
+def test_a_latency_outlier_must_exceed_both_the_factor_and_the_margin(clock: FakeClock) -> None:
+    rule = LatencyEjection(factor=3.0, margin=0.010, min_samples=5)
+    assert rule.limit(0.001) == pytest.approx(0.011), "3 x 1 ms is jitter, not an outlier"
+    assert rule.limit(0.020) == pytest.approx(0.060)
+    health = PassiveHealth(latency_ejection=rule, clock=clock)
+    endpoints = pods(4)
+    tracked(health, endpoints)
+    answered(health, dict(zip(endpoints, [0.009, 0.001, 0.001, 0.001], strict=True)), 10)
+    clock.advance(1.0)
+    answered(health, {endpoints[1]: 0.001}, 1)
+    assert not health.any_ejected
+
+
+def test_pods_with_too_few_answers_are_not_judged(clock: FakeClock) -> None:
+    health = PassiveHealth(latency_ejection=LatencyEjection(min_samples=20), clock=clock)
+    slow, *fast = endpoints = pods(4)
+    tracked(health, endpoints)
+    answered(health, {ep: 0.005 for ep in fast}, 30)
+    answered(health, {slow: 0.500}, 19)
+    clock.advance(1.0)
+    answered(health, {fast[0]: 0.005}, 1)
+    assert not health.any_ejected
+    answered(health, {slow: 0.500}, 1)  # its 20th answer, kept since the last judgement
+    answered(health, {ep: 0.005 for ep in fast}, 20)
+    clock.advance(1.0)
+    answered(health, {fast[0]: 0.005}, 1)
+    assert health.ejected() == {slow}
+
+
+def test_latency_ejection_keeps_the_ejection_budget(clock: FakeClock) -> None:
+    health = PassiveHealth(
+        latency_ejection=LatencyEjection(min_samples=5), max_ejection_percent=25, clock=clock
+    )
+    endpoints = pods(8)
+    tracked(health, endpoints)
+    latencies = dict(
+        zip(endpoints, [0.3, 0.2, 0.1, 0.005, 0.005, 0.005, 0.005, 0.005], strict=True)
+    )
+    answered(health, latencies, 5)
+    clock.advance(1.0)
+    answered(health, latencies, 5)
+    assert health.ejected() == set(endpoints[:2]), "25 % of 8: the two slowest"
+
+
+def test_latency_ejection_is_off_by_default(clock: FakeClock) -> None:
+    health = PassiveHealth(clock=clock)
+    slow, *fast = endpoints = pods(4)
+    tracked(health, endpoints)
+    answered(health, {slow: 1.0, **{ep: 0.001 for ep in fast}}, 50)
+    clock.advance(10.0)
+    answered(health, {slow: 1.0, **{ep: 0.001 for ep in fast}}, 50)
+    assert not health.any_ejected
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"factor": 1.0}, {"margin": -0.001}, {"min_samples": 0}, {"interval": 0}],
+)
+def test_nonsense_latency_ejection_is_refused(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="LatencyEjection"):
+        LatencyEjection(**options)
+
+
+def test_round_robin_stops_sending_to_a_latency_outlier(clock: FakeClock) -> None:
+    """Round-robin does not look at latency; health's latency ejection does it for it."""
+    health = PassiveHealth(latency_ejection=LatencyEjection(min_samples=10), clock=clock)
+    strategy = RoundRobin(health=health, rng=random.Random(1))
+    endpoints = EndpointSet("web", pods(5), version=1)
+    slow = endpoints[0]
+    picked = []
+    for _ in range(1000):
+        endpoint = strategy.pick(endpoints)
+        picked.append(endpoint)
+        strategy.observe(endpoint, 0.060 if endpoint == slow else 0.005, ok=True)
+        clock.advance(0.005)
+    assert picked[:200].count(slow) == 40
+    assert picked[300:].count(slow) == 0

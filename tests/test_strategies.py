@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import math
 import random
 import sys
@@ -21,11 +23,15 @@ from headless_resolver import (
     LeastLatency,
     NoEndpointsAvailable,
     PassiveHealth,
+    PeakEwma,
     RoundRobin,
+    SlowStart,
     Sticky,
     Strategy,
+    Verdict,
 )
 from headless_resolver._strategies import BaseStrategy
+from headless_resolver._strategies._least_latency import RttEstimate
 from headless_resolver._strategies._round_robin import weighted_schedule
 from tests.clocks import FakeClock
 
@@ -51,6 +57,7 @@ def service(endpoints: list[Endpoint], version: int = 1) -> EndpointSet:
 ALL = [
     pytest.param(lambda: RoundRobin(rng=random.Random(7)), id="round-robin"),
     pytest.param(lambda: LeastLatency(rng=random.Random(7)), id="least-latency"),
+    pytest.param(lambda: PeakEwma(rng=random.Random(7)), id="peak-ewma"),
     pytest.param(lambda: Sticky("x-user", rng=random.Random(7)), id="sticky"),
     pytest.param(
         lambda: Sticky("x-user", balance_factor=1.25, rng=random.Random(7)), id="sticky-bounded"
@@ -295,7 +302,7 @@ def test_huge_weight_ratios_are_rounded_into_a_bounded_schedule() -> None:
 
 def test_peak_ewma_jumps_up_and_decays_down() -> None:
     clock = FakeClock()
-    strategy = LeastLatency(decay=10.0, clock=clock)
+    strategy = PeakEwma(decay=10.0, clock=clock)
     endpoint = pods(1)[0]
     strategy.pick([endpoint])
     estimate = strategy.estimate(endpoint)
@@ -312,9 +319,9 @@ def test_peak_ewma_jumps_up_and_decays_down() -> None:
     assert estimate.state[0] == pytest.approx(expected)
 
 
-def test_cost_is_the_estimate_times_in_flight_plus_one() -> None:
+def test_peak_ewma_cost_is_the_estimate_times_in_flight_plus_one() -> None:
     clock = FakeClock()
-    strategy = LeastLatency(clock=clock)
+    strategy = PeakEwma(clock=clock)
     endpoint = pods(1)[0]
     strategy.pick([endpoint])
     strategy.observe(endpoint, 0.02, ok=True)
@@ -330,17 +337,22 @@ def test_cost_is_the_estimate_times_in_flight_plus_one() -> None:
     assert strategy.cost(estimate, clock.now) == pytest.approx(0.04 * math.exp(-1))
 
 
-def warmed(strategy: LeastLatency, endpoints: EndpointSet, latency: Callable[[int], float]) -> None:
-    for index, endpoint in enumerate(endpoints):
-        others = [other for other in endpoints if other != endpoint]
-        strategy.observe(strategy.pick(endpoints, exclude=others), latency(index), ok=True)
+def warmed(
+    strategy: LeastLatency | PeakEwma, endpoints: EndpointSet, latency: Callable[[int], float]
+) -> None:
+    """Two samples of each endpoint (LeastLatency's second replaces the first, which paid for
+    the connection)."""
+    for _ in range(2):
+        for index, endpoint in enumerate(endpoints):
+            others = [other for other in endpoints if other != endpoint]
+            strategy.observe(strategy.pick(endpoints, exclude=others), latency(index), ok=True)
 
 
 def test_two_random_choices_spread_load_instead_of_herding_on_the_fastest() -> None:
     clock = FakeClock()
     strategy = LeastLatency(clock=clock, rng=random.Random(5))
     endpoints = service(pods(10))
-    warmed(strategy, endpoints, lambda i: 0.001 * (i + 1))
+    warmed(strategy, endpoints, lambda i: 0.01 * 1.5**i)  # no two within the tie tolerance
     counts: Counter[Endpoint] = Counter()
     for _ in range(5000):
         endpoint = strategy.pick(endpoints)
@@ -426,6 +438,356 @@ def test_slow_endpoint_gets_few_requests_in_a_simulation() -> None:
         strategy.observe(endpoint, 0.055 if endpoint == slow else 0.005, ok=True)
         clock.advance(0.002)
     assert counts[slow] / 5000 < 0.02
+
+
+Latency = Callable[[Endpoint, float], float]
+
+
+def simulate(
+    strategy: BaseStrategy[Any],
+    endpoints: Callable[[float], EndpointSet],
+    clock: FakeClock,
+    latency: Latency,
+    *,
+    seconds: float,
+    concurrency: int,
+    client_delay: float = 0.0,
+) -> list[tuple[float, Endpoint]]:
+    """A closed loop on the fake clock: ``concurrency`` requests always in flight, each
+    answered after its pod's ``latency`` plus ``client_delay`` x requests in flight (a busy
+    client's own event loop, which lands in every sample alike). Returns ``(sent, pod)``."""
+    start = clock.now
+    in_flight: list[tuple[float, int, Endpoint, float]] = []
+    sent: list[tuple[float, Endpoint]] = []
+    sequence = 0
+    while clock.now - start < seconds:
+        if len(in_flight) == concurrency:
+            done_at, _, done, started = heapq.heappop(in_flight)
+            clock.now = done_at
+            strategy.observe(done, done_at - started, ok=True)
+        endpoint = strategy.pick(endpoints(clock.now - start))
+        took = latency(endpoint, clock.now - start) + client_delay * (len(in_flight) + 1)
+        heapq.heappush(in_flight, (clock.now + took, sequence, endpoint, clock.now))
+        sent.append((clock.now - start, endpoint))
+        sequence += 1
+    return sent
+
+
+def share(
+    sent: list[tuple[float, Endpoint]], endpoint: Endpoint, start: float, end: float
+) -> float:
+    window = [pod for at, pod in sent if start <= at < end]
+    return window.count(endpoint) / len(window)
+
+
+def test_a_cold_candidate_beats_a_faster_hot_one() -> None:
+    strategy = LeastLatency(clock=FakeClock(), rng=random.Random(3))
+    endpoints = service(pods(2))
+    fast, slow = endpoints
+    warmed(strategy, endpoints, lambda i: 0.001 if i == 0 else 0.010)
+    assert strategy.pick(endpoints) == fast, "both cold: the lower latency wins"
+    for _ in range(3):
+        strategy.pick(endpoints, exclude=[slow])  # fast: 4 in flight, over 3 x max(median, 1)
+    assert strategy.pick(endpoints) == slow, "hot: the cold candidate wins, however slow"
+
+
+def test_when_every_candidate_is_hot_the_fewest_in_flight_wins() -> None:
+    strategy = LeastLatency(clock=FakeClock(), rng=random.Random(3), max_in_flight=2)
+    endpoints = service(pods(2))
+    fast, slow = endpoints
+    warmed(strategy, endpoints, lambda i: 0.001 if i == 0 else 0.010)
+    for _ in range(3):
+        strategy.pick(endpoints, exclude=[slow])
+    for _ in range(2):
+        strategy.pick(endpoints, exclude=[fast])
+    assert strategy.pick(endpoints) == slow, "2 in flight beats 3, latency aside"
+
+
+def test_latencies_within_the_tolerance_tie_and_go_to_fewer_in_flight() -> None:
+    strategy = LeastLatency(clock=FakeClock(), rng=random.Random(3), tolerance=0.2)
+    endpoints = service(pods(2))
+    a, b = endpoints
+    warmed(strategy, endpoints, lambda i: 0.010 if i == 0 else 0.012)
+    strategy.pick(endpoints, exclude=[b])
+    assert strategy.pick(endpoints) == b, "20 % apart is a tie: a has a request in flight"
+    strategy.release(a)
+    strategy.release(b)
+    lopsided = LeastLatency(clock=FakeClock(), rng=random.Random(3), tolerance=0.1)
+    warmed(lopsided, endpoints, lambda i: 0.010 if i == 0 else 0.012)
+    lopsided.pick(endpoints, exclude=[b])
+    assert lopsided.pick(endpoints) == a, "beyond a 10 % tolerance the faster one wins"
+
+
+@pytest.mark.parametrize("choices", [2, 3])
+def test_each_pick_draws_choices_random_candidates(choices: int) -> None:
+    strategy = LeastLatency(clock=FakeClock(), rng=random.Random(5), choices=choices)
+    endpoints = service(pods(10))
+    warmed(strategy, endpoints, lambda i: 0.01 * 1.5**i)
+    counts = Counter(
+        strategy.release(e) or e for e in (strategy.pick(endpoints) for _ in range(9000))
+    )
+    # The fastest wins whenever it is drawn: choices in 10; the slowest of `choices` never.
+    assert counts[endpoints[0]] / 9000 == pytest.approx(choices / 10, abs=0.02)
+    never = endpoints[-(choices - 1) :]
+    assert all(counts[e] == 0 for e in never)
+
+
+def test_an_idle_estimate_returns_to_the_sets_typical_latency_never_to_zero() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock, rng=random.Random(3), decay=10.0)
+    endpoints = service(pods(5))
+    warmed(strategy, endpoints, lambda i: 0.050 if i == 0 else 0.005)
+    for _ in range(200):  # the fast pods' traffic settles the typical latency
+        strategy.observe(strategy.pick(endpoints, exclude=endpoints[:1]), 0.005, ok=True)
+    slow = strategy.estimate(endpoints[0])
+    assert slow is not None
+    typical = slow.stats.typical
+    assert typical == pytest.approx(0.005, rel=0.05)
+    assert strategy.latency(slow, clock.now) == pytest.approx(0.050)
+    clock.advance(10.0)
+    expected = typical + (0.050 - typical) * math.exp(-1)
+    assert strategy.latency(slow, clock.now) == pytest.approx(expected)
+    clock.advance(1000.0)
+    assert strategy.latency(slow, clock.now) == pytest.approx(typical), "not toward zero"
+
+
+def test_an_ejected_candidate_is_replaced_not_left_to_a_slow_one() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock, rng=random.Random(3))
+    endpoints = service(pods(6))
+    failing, slow = endpoints[0], endpoints[1]
+    warmed(strategy, endpoints, lambda i: 0.050 if i == 1 else 0.002)
+    strategy.health.record(failing, Verdict.CONNECT_FAILURE)  # refused: ejected
+    picks = Counter(
+        strategy.release(e) or e for e in (strategy.pick(endpoints) for _ in range(3000))
+    )
+    assert picks[failing] == 0
+    assert picks[slow] == 0, "drawn beside the ejected pod, it still meets a fast one"
+
+
+def test_a_new_endpoints_second_sample_replaces_its_first() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock, rng=random.Random(3))
+    endpoints = service(pods(2))
+    newcomer, known = endpoints
+    for _ in range(2):
+        strategy.observe(strategy.pick(endpoints, exclude=[newcomer]), 0.002, ok=True)
+    strategy.observe(strategy.pick(endpoints, exclude=[known]), 0.020, ok=True)
+    assert strategy.pick(endpoints) == newcomer, "measured once: probed when drawn idle"
+    clock.advance(0.001)
+    strategy.observe(newcomer, 0.002, ok=True)
+    estimate = strategy.estimate(newcomer)
+    assert estimate is not None
+    assert estimate.state == (0.002, clock.now), "the connection's cost is not its latency"
+
+
+def test_a_new_endpoint_is_judged_at_the_typical_latency() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock, default_rtt=0.03)
+    newcomer = pods(1)[0]
+    strategy.pick([newcomer])
+    estimate = strategy.estimate(newcomer)
+    assert estimate is not None
+    assert strategy.latency(estimate, clock.now) == 0.03, "no sample in the set yet"
+    strategy.observe(newcomer, 0.004, ok=True)
+    other = RttEstimate(estimate.stats)
+    assert strategy.latency(other, clock.now) == 0.004
+
+
+def test_a_pod_nobody_chooses_is_probed_at_most_once_per_probe_interval() -> None:
+    clock = FakeClock()
+    # No candidate is ever hot here, so every request to the slow pod is a probe.
+    strategy = LeastLatency(clock=clock, rng=random.Random(9), probe_interval=1.0, hot_factor=100)
+    endpoints = service(pods(5))
+    slow = endpoints[0]
+    sent = simulate(
+        strategy,
+        lambda _: endpoints,
+        clock,
+        lambda pod, _: 0.055 if pod == slow else 0.005,
+        seconds=20.0,
+        concurrency=10,
+    )
+    probes = [at for at, pod in sent if pod == slow and at >= 0.1]  # after the first answers
+    gaps = [later - earlier for earlier, later in itertools.pairwise(probes)]
+    assert len(probes) >= 4, "re-measured while it stays slow"
+    assert min(gaps) >= 4.0, "every 4 probe intervals once its probes keep finding it slow"
+    assert max(gaps) <= 4.1
+
+
+def test_a_pod_being_measured_again_takes_one_request_not_a_burst() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock, rng=random.Random(3))
+    endpoints = service(pods(2))
+    busy, idle = endpoints
+    warmed(strategy, endpoints, lambda _: 0.010)
+    clock.advance(2.0)
+    strategy.observe(strategy.pick(endpoints, exclude=[idle]), 0.010, ok=True)
+    assert strategy.pick(endpoints) == idle, "not chosen for 2 s: probed"
+    picks = [strategy.pick(endpoints) for _ in range(6)]
+    assert picks == [busy] * 6, "even hot, busy goes first while idle's answer is pending"
+    strategy.observe(idle, 0.010, ok=True)
+    assert strategy.pick(endpoints) == idle, "answered: a tie, and fewer in flight"
+
+
+def test_a_probe_that_finds_the_pod_fast_restores_the_probe_interval() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock, rng=random.Random(9), probe_interval=1.0, hot_factor=100)
+    endpoints = service(pods(5))
+    slow = endpoints[0]
+    simulate(
+        strategy,
+        lambda _: endpoints,
+        clock,
+        lambda pod, _: 0.055 if pod == slow else 0.005,
+        seconds=5.0,
+        concurrency=10,
+    )
+    estimate = strategy.estimate(slow)
+    assert estimate is not None
+    assert estimate.backoff == 2
+    strategy.observe(strategy.pick(endpoints, exclude=endpoints[1:]), 0.005, ok=True)
+    assert estimate.backoff == 0
+
+
+def test_a_busy_clients_own_delay_does_not_push_requests_to_the_slow_pod() -> None:
+    """Issue #12: 1 ms of client delay per request in flight lands in every sample."""
+    endpoints = service(pods(5))
+    slow = endpoints[0]
+    results = {}
+    for make in (LeastLatency, PeakEwma):
+        clock = FakeClock()
+        strategy = make(clock=clock, rng=random.Random(4))
+        sent = simulate(
+            strategy,
+            lambda _: endpoints,
+            clock,
+            lambda pod, _: 0.051 if pod == slow else 0.001,
+            seconds=20.0,
+            concurrency=10,
+            client_delay=0.001,
+        )
+        results[make] = share(sent, slow, 2.0, 20.0)
+    assert results[LeastLatency] <= 0.005
+    assert results[PeakEwma] > results[LeastLatency]
+
+
+def test_a_pod_turning_slow_loses_its_share_and_regains_it_after_recovering() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock, rng=random.Random(8))
+    endpoints = service(pods(5))
+    turning = endpoints[2]
+
+    def latency(pod: Endpoint, at: float) -> float:
+        return 0.055 if pod == turning and 5.0 <= at < 15.0 else 0.005
+
+    sent = simulate(strategy, lambda _: endpoints, clock, latency, seconds=30.0, concurrency=10)
+    assert share(sent, turning, 2.0, 5.0) > 0.5 * 0.2
+    assert share(sent, turning, 6.0, 15.0) < 0.01, "below 1 % within a second"
+    assert share(sent, turning, 23.0, 25.0) >= 0.5 * 0.2, "half its fair share within 10 s"
+
+
+def test_independent_clients_do_not_herd_on_the_fastest_pod() -> None:
+    """Ten clients, each its own strategy, over 5 pods of which one is twice as fast."""
+    clock = FakeClock()
+    endpoints = service(pods(5))
+    fast = endpoints[0]
+    clients = [LeastLatency(clock=clock, rng=random.Random(seed)) for seed in range(10)]
+    in_flight: list[tuple[float, int, int, Endpoint, float]] = []
+    counts: Counter[Endpoint] = Counter()
+    for sequence in range(20_000):
+        if len(in_flight) == 40:
+            clock.now, _, client, done, started = heapq.heappop(in_flight)
+            clients[client].observe(done, clock.now - started, ok=True)
+        client = sequence % 10
+        endpoint = clients[client].pick(endpoints)
+        counts[endpoint] += 1
+        # Load the pods share: each request in flight on a pod adds 0.5 ms to it.
+        crowd = sum(1 for *_, pod, _ in in_flight if pod == endpoint)
+        took = (0.005 if endpoint == fast else 0.010) + 0.0005 * crowd
+        heapq.heappush(in_flight, (clock.now + took, sequence, client, endpoint, clock.now))
+    assert counts[fast] / 20_000 <= 2 * 0.2
+
+
+def test_identical_pods_share_sequential_requests_evenly() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock, rng=random.Random(2))
+    endpoints = service(pods(3))
+    noise = random.Random(6)
+    counts: Counter[Endpoint] = Counter()
+    for _ in range(600):
+        endpoint = strategy.pick(endpoints)
+        counts[endpoint] += 1
+        took = 0.001 * noise.uniform(0.7, 1.6)
+        clock.advance(took)
+        strategy.observe(endpoint, took, ok=True)
+    assert max(counts.values()) / min(counts.values()) <= 2, counts
+
+
+# Slow start
+
+
+def test_slow_start_ramps_as_envoy_does() -> None:
+    linear = SlowStart(window=10.0)
+    assert [linear.factor(t) for t in (0.0, 0.5, 5.0, 10.0, 60.0)] == [0.1, 0.1, 0.5, 1.0, 1.0]
+    eager = SlowStart(window=10.0, aggression=2.0, min_weight_percent=0.0)
+    assert eager.factor(2.5) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"window": 0}, {"window": 1, "aggression": 0}, {"window": 1, "min_weight_percent": 101}],
+)
+def test_slow_start_refuses_nonsense(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="SlowStart"):
+        SlowStart(**options)
+
+
+SLOW_STARTING = [
+    pytest.param(
+        lambda clock: RoundRobin(rng=random.Random(2), slow_start=SlowStart(10.0), clock=clock),
+        id="round-robin",
+    ),
+    pytest.param(
+        lambda clock: LeastLatency(rng=random.Random(2), slow_start=SlowStart(10.0), clock=clock),
+        id="least-latency",
+    ),
+]
+
+
+@pytest.mark.parametrize("make", SLOW_STARTING)
+def test_a_pod_that_joins_takes_its_share_gradually(
+    make: Callable[[FakeClock], BaseStrategy[Any]],
+) -> None:
+    clock = FakeClock()
+    strategy = make(clock)
+    before, after = service(pods(4), 1), service(pods(5), 2)
+    newcomer = after[4]
+    sent = simulate(
+        strategy,
+        lambda at: before if at < 2.0 else after,
+        clock,
+        lambda pod, _: 0.005,
+        seconds=16.0,
+        concurrency=8,
+    )
+    assert share(sent, before[0], 0.0, 2.0) == pytest.approx(0.25, abs=0.03), "not slowed at first"
+    fair = 0.2
+    assert share(sent, newcomer, 2.0, 3.0) <= 0.25 * fair, "its first second"
+    assert 0.3 * fair < share(sent, newcomer, 6.5, 7.5) < 0.8 * fair, "half way"
+    assert share(sent, newcomer, 12.0, 16.0) == pytest.approx(fair, abs=0.04), "ramped up"
+
+
+def test_sticky_keeps_its_keys_on_a_new_pod_at_once() -> None:
+    """Slow start would move a key's requests off its pod; Sticky has none to offer."""
+    strategy = Sticky("x-user")
+    assert strategy.slow_start is None
+    grown = service(pods(5), 2)
+    strategy.pick(service(pods(4), 1), "user-1")
+    fresh = Sticky("x-user")
+    assert [strategy.pick(grown, k) for k in KEYS[:500]] == [
+        fresh.pick(grown, k) for k in KEYS[:500]
+    ]
 
 
 # Sticky

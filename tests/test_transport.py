@@ -104,7 +104,8 @@ async def test_least_latency_avoids_the_slow_pod(
         assert estimate.state is not None, endpoint
         rtt[endpoint.ip] = estimate.state[0]
     fast_rtt = [rtt[pod.ip] for pod in pods[1:]]
-    assert rtt[slow.ip] >= slow.latency > max(fast_rtt), rtt  # the transport timed each pod
+    # The transport timed each pod (an idle pod's estimate drifts toward the set's typical one).
+    assert rtt[slow.ip] > slow.latency / 2 > max(fast_rtt), rtt
     assert slow.requests < 10 < min(pods[1].requests, pods[2].requests), served(pods)
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 import random
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from headless_resolver._endpoints import Endpoint, EndpointSet, member_diff
 from headless_resolver._errors import InvalidArgument, NoEndpointsAvailable
 from headless_resolver._health import PassiveHealth
+from headless_resolver._strategies._slow_start import SlowStart
 from headless_resolver._verdict import Verdict
 
 ATTEMPTS = 8
@@ -100,15 +102,26 @@ class BaseStrategy(Generic[TableT]):
 
     Subclasses implement ``_build`` (derive a table from a canonically ordered tuple) and
     ``_select`` (the strategy's choice, trying a few alternatives when ``accept`` rejects it).
+    Strategies that offer ``slow_start`` call ``_note_arrivals`` from ``_build``; a warming pod
+    is then accepted by a pick with the probability of its ramp, like an ejected one never is.
     """
 
     def __init__(
-        self, *, health: PassiveHealth | None = None, rng: random.Random | None = None
+        self,
+        *,
+        health: PassiveHealth | None = None,
+        rng: random.Random | None = None,
+        slow_start: SlowStart | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.health = health if health is not None else PassiveHealth()
+        self.slow_start = slow_start
         self._rng = rng if rng is not None else random.Random()
+        self._clock = clock
         self._tables: dict[str, TableT] = {}
         self._rebuild_lock = threading.Lock()
+        self._warming: dict[Endpoint, float] = {}
+        """When each pod still in its slow-start window joined; empty unless one is."""
 
     def pick(
         self,
@@ -122,7 +135,7 @@ class BaseStrategy(Generic[TableT]):
             raise NoEndpointsAvailable(
                 f"{table.name or 'the set'} has no endpoints", name=table.name
             )
-        if exclude or self.health.any_ejected:
+        if exclude or self.health.any_ejected or self._warming:
             endpoint = self._pick_usable(table, key, exclude)
         else:
             chosen = self._select(table, key, None)
@@ -139,6 +152,8 @@ class BaseStrategy(Generic[TableT]):
         verdict = Verdict.of(ok, status)
         self._finish(endpoint, latency_s, bool(verdict))
         self.health.record(endpoint, verdict)
+        if verdict and self.health.latency_ejection is not None:
+            self.health.record_latency(endpoint, latency_s)
 
     def release(self, endpoint: Endpoint) -> None:
         self._release(endpoint)
@@ -171,15 +186,50 @@ class BaseStrategy(Generic[TableT]):
     def _forget(self, gone: frozenset[Endpoint]) -> None:
         """Drop per-endpoint state of endpoints that left every set."""
 
+    # Slow start.
+
+    def _note_arrivals(self, endpoints: tuple[Endpoint, ...], previous: TableT | None) -> None:
+        """Starts the slow-start ramp of the pods that joined since ``previous``."""
+        if self.slow_start is None:
+            return
+        now = self._clock()
+        window = self.slow_start.window
+        warming = self._warming
+        for endpoint, joined in list(warming.items()):
+            if now - joined >= window:
+                warming.pop(endpoint, None)
+        if previous is None:
+            return
+        for endpoint in endpoints:
+            if endpoint not in previous.members and endpoint not in warming:
+                warming[endpoint] = now
+
+    def _admits(self, endpoint: Endpoint) -> bool:
+        """Whether a warming pod takes this request: true with its ramp's probability."""
+        joined = self._warming.get(endpoint)
+        if joined is None or self.slow_start is None:
+            return True
+        age = self._clock() - joined
+        if age >= self.slow_start.window:
+            self._warming.pop(endpoint, None)
+            return True
+        return self._rng.random() < self.slow_start.factor(age)
+
     # Internals.
 
     def _pick_usable(
         self, table: TableT, key: str | None, exclude: Collection[Endpoint]
     ) -> Endpoint:
         is_ejected = self.health.is_ejected
+        warming = self._warming
+        admits = self._admits
 
         def usable(endpoint: Endpoint) -> bool:
-            return endpoint not in exclude and not is_ejected(endpoint)
+            return (
+                endpoint not in exclude
+                and not is_ejected(endpoint)
+                and (endpoint not in warming or admits(endpoint))
+            )
 
         chosen = self._select(table, key, usable)
         if chosen is not None:

@@ -1,4 +1,4 @@
-"""Least latency: peak-EWMA cost, power of two random choices."""
+"""Least latency: latency and load judged apart (hot-cold), bounded exploration, slow start."""
 
 from __future__ import annotations
 
@@ -11,24 +11,62 @@ from headless_resolver._endpoints import Endpoint
 from headless_resolver._errors import InvalidArgument
 from headless_resolver._health import PassiveHealth
 from headless_resolver._strategies._base import ATTEMPTS, Accept, BaseStrategy, SetTable
+from headless_resolver._strategies._slow_start import SlowStart
+
+TIE_FLOOR = 0.0005
+"""Seconds of latency difference that never decide a pick: below a loopback's jitter."""
+TYPICAL_STEP = 0.05
+"""How far one sample moves a set's typical latency, as a fraction of it at most."""
+LOAD_STEP = 0.05
+"""How far one candidate's in-flight count moves the set's running median of them."""
+MAX_SAMPLE_WEIGHT = 0.5
+"""The most one sample moves an estimate, however long since the last: one answer that was
+fast by chance does not make a slow pod look fast."""
+MAX_PROBE_BACKOFF = 2
+"""A pod whose probes keep finding it slow is probed every 2, then 4 ``probe_interval``."""
+
+
+class SetStats:
+    """Running statistics of one endpoint set, shared by its endpoints' estimates.
+
+    ``typical`` is the set's typical latency: a running median-like estimate of every
+    successful sample (one sample moves it by at most ``TYPICAL_STEP`` of its value, so a slow
+    pod's samples barely move it), ``0.0`` before the first. ``load`` is a running median of
+    the in-flight counts of the candidates picks draw, which are uniform over the set.
+    Both are single floats written without a lock: a lost update is one lost step.
+    """
+
+    __slots__ = ("load", "typical")
+
+    def __init__(self, typical: float = 0.0, load: float = 0.0) -> None:
+        self.typical = typical
+        self.load = load
 
 
 class RttEstimate:
-    """Peak-EWMA round-trip estimate and in-flight count of one endpoint.
+    """Latency estimate, in-flight count and probe schedule of one endpoint.
 
     ``state`` is ``(estimate_s, updated_at)``, or ``None`` before the first sample; it is
     replaced as one tuple, so a reader never sees half an update. ``in_flight`` is a list used
-    as a counter because ``append`` and ``del [-1:]`` are atomic in CPython.
+    as a counter because ``append`` and ``del [-1:]`` are atomic in CPython. ``sent_at`` is when
+    a pick last chose the endpoint and ``backoff`` how many times in a row its samples were
+    slow (``LeastLatency`` probes it less often then); ``samples`` counts samples up to 2.
+    ``stats`` are its set's.
     """
 
-    __slots__ = ("in_flight", "state")
+    __slots__ = ("backoff", "in_flight", "samples", "sent_at", "state", "stats")
 
-    def __init__(self) -> None:
+    def __init__(self, stats: SetStats | None = None) -> None:
         self.state: tuple[float, float] | None = None
         self.in_flight: list[None] = []
+        self.samples = 0
+        self.sent_at = -math.inf
+        self.backoff = 0
+        self.stats = stats if stats is not None else SetStats()
 
     def update(self, sample: float, now: float, decay: float) -> None:
-        """Jumps up to a slower sample; moves toward a faster one by ``1 - exp(-dt / decay)``."""
+        """Peak EWMA: jumps up to a slower sample; moves toward a faster one by
+        ``1 - exp(-dt / decay)`` (``PeakEwma``'s estimate)."""
         state = self.state
         if state is None:
             self.state = (sample, now)
@@ -41,125 +79,51 @@ class RttEstimate:
             self.state = (estimate * weight + sample * (1.0 - weight), now)
 
 
-class _Pool(SetTable):
-    __slots__ = ("estimates",)
+class LatencyPool(SetTable):
+    __slots__ = ("estimates", "stats")
 
-    def __init__(self, endpoints: tuple[Endpoint, ...], estimates: tuple[RttEstimate, ...]) -> None:
+    def __init__(
+        self, endpoints: tuple[Endpoint, ...], estimates: tuple[RttEstimate, ...], stats: SetStats
+    ) -> None:
         super().__init__(endpoints)
         self.estimates = estimates
+        self.stats = stats
 
 
-class LeastLatency(BaseStrategy[_Pool]):
-    """The cheaper of two random endpoints, cost = RTT estimate x (in-flight + 1).
-
-    The RTT estimate is a peak EWMA as in Finagle and Linkerd: a slower sample replaces it at
-    once, faster samples pull it down with time constant ``decay``. Between samples the
-    estimate read at pick time decays toward zero at the same rate, so an endpoint that was
-    slow once is probed again later. Two random choices, never the global minimum, keep every
-    client from herding onto the same fastest pod. An endpoint without samples costs nothing
-    while it has no request in flight (it is probed one request at a time) and
-    ``default_rtt`` x (in-flight + 1) after that. A failure counts as a sample of at least
-    ``failure_penalty`` seconds, so a pod that fails fast does not look fast.
-
-    Thread safety: in-flight counts use atomic list operations and estimates are replaced as
-    whole tuples, so no lock is taken; concurrent observations of one endpoint may drop one
-    of the samples, never corrupt the estimate.
-
-    Parameters (keyword-only):
-        decay: time constant of the peak EWMA, in seconds (10).
-        default_rtt: cost of an endpoint without samples once it has a request (0.03 s).
-        failure_penalty: the least a failure counts as, in seconds (1).
-        health, rng: as for every strategy (see ``RoundRobin``).
-        clock: monotonic seconds, injectable for tests.
-    """
+class LatencyTracking(BaseStrategy[LatencyPool]):
+    """Per-endpoint estimates and in-flight counts, kept across set versions."""
 
     def __init__(
         self,
         *,
-        decay: float = 10.0,
-        default_rtt: float = 0.03,
-        failure_penalty: float = 1.0,
         health: PassiveHealth | None = None,
         rng: random.Random | None = None,
+        slow_start: SlowStart | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not decay > 0:
-            raise InvalidArgument(f"decay must be > 0 seconds, got {decay!r}")
-        if not default_rtt > 0 or not failure_penalty >= 0:
-            raise InvalidArgument("default_rtt must be > 0 and failure_penalty >= 0")
-        super().__init__(health=health, rng=rng)
-        self.decay = decay
-        self.default_rtt = default_rtt
-        self.failure_penalty = failure_penalty
-        self._clock = clock
+        super().__init__(health=health, rng=rng, slow_start=slow_start, clock=clock)
         self._estimates: dict[Endpoint, RttEstimate] = {}
 
-    def __repr__(self) -> str:
-        return f"LeastLatency(decay={self.decay!r}, default_rtt={self.default_rtt!r})"
-
     def estimate(self, endpoint: Endpoint) -> RttEstimate | None:
-        """The endpoint's RTT state, ``None`` when it is in no current set."""
+        """The endpoint's latency state, ``None`` when it is in no current set."""
         return self._estimates.get(endpoint)
 
-    def cost(self, estimate: RttEstimate, now: float) -> float:
-        pending = len(estimate.in_flight)
-        state = estimate.state
-        if state is None:
-            return self.default_rtt * (pending + 1) if pending else 0.0
-        rtt, updated_at = state
-        if now > updated_at:
-            rtt *= math.exp((updated_at - now) / self.decay)
-        return rtt * (pending + 1)
-
-    def _build(self, endpoints: tuple[Endpoint, ...], previous: _Pool | None) -> _Pool:
+    def _build(self, endpoints: tuple[Endpoint, ...], previous: LatencyPool | None) -> LatencyPool:
+        self._note_arrivals(endpoints, previous)
+        stats = SetStats() if previous is None else previous.stats
         known = self._estimates
         estimates = []
         for endpoint in endpoints:
             estimate = known.get(endpoint)
             if estimate is None:
-                estimate = known[endpoint] = RttEstimate()
+                estimate = known[endpoint] = RttEstimate(stats)
+            estimate.stats = stats
             estimates.append(estimate)
-        return _Pool(endpoints, tuple(estimates))
+        return LatencyPool(endpoints, tuple(estimates), stats)
 
     def _forget(self, gone: frozenset[Endpoint]) -> None:
         for endpoint in gone:
             self._estimates.pop(endpoint, None)
-
-    def _select(self, table: _Pool, key: str | None, accept: Accept | None) -> Endpoint | None:
-        endpoints, estimates = table.endpoints, table.estimates
-        count = len(endpoints)
-        if count == 1:
-            only = endpoints[0]
-            return only if accept is None or accept(only) else None
-        randrange = self._rng.randrange
-        for _ in range(ATTEMPTS):
-            first = randrange(count)
-            second = randrange(count - 1)
-            if second >= first:
-                second += 1
-            if accept is not None:
-                first_ok, second_ok = accept(endpoints[first]), accept(endpoints[second])
-                if not (first_ok and second_ok):
-                    if first_ok:
-                        return endpoints[first]
-                    if second_ok:
-                        return endpoints[second]
-                    continue
-            now = self._clock()
-            if self.cost(estimates[second], now) < self.cost(estimates[first], now):
-                return endpoints[second]
-            return endpoints[first]
-        return None
-
-    def _select_among(self, candidates: Sequence[Endpoint], key: str | None) -> Endpoint:
-        if len(candidates) == 1:
-            return candidates[0]
-        first, second = self._rng.sample(candidates, 2)
-        now = self._clock()
-        known = self._estimates
-        first_cost = self.cost(known.get(first) or RttEstimate(), now)
-        second_cost = self.cost(known.get(second) or RttEstimate(), now)
-        return second if second_cost < first_cost else first
 
     def _acquire(self, endpoint: Endpoint) -> None:
         estimate = self._estimates.get(endpoint)
@@ -171,10 +135,240 @@ class LeastLatency(BaseStrategy[_Pool]):
         if estimate is not None:
             del estimate.in_flight[-1:]  # atomic, and a no-op when already empty
 
+
+class LeastLatency(LatencyTracking):
+    """Of ``choices`` random endpoints, a cold one with the lowest latency (hot-cold rule).
+
+    Latency and load are judged apart, as in Prequal (Wydrowski et al., NSDI 2024), from what
+    a client sees without server support. A candidate is *hot* when its requests in flight from
+    this client exceed ``hot_factor`` x the set's running median in-flight count (at least 1),
+    or ``max_in_flight``. Among cold candidates the lowest latency estimate wins; estimates
+    within ``tolerance`` (or 0.5 ms) of each other tie, and a tie goes to fewer requests in
+    flight, then to chance. Only when every candidate is hot does the fewest in flight win.
+    Judging them apart matters when the client is busy: its own event-loop delay lands in every
+    sample and every in-flight count alike, and a cost of latency x load counts it twice
+    against the busy fast pods, while the idle slow one looks cheap.
+
+    The estimate is an EWMA of samples with time constant ``smoothing``, in which one sample
+    moves it at most halfway (a probe answer that was fast by chance does not make a slow pod
+    look fast). Without samples it returns toward the set's typical latency (a running median of
+    the set's samples) with time constant ``decay``, never toward zero, so an idle slow pod does
+    not come to look fast.
+
+    Exploration is bounded and explicit: an endpoint no pick chose for ``probe_interval``
+    seconds takes the next request that draws it as a candidate (one request, when it has none
+    in flight); while its answers stay slow it is probed every 2, then 4 intervals, one request
+    in 800 at 200 req/s. An endpoint being measured (no sample for ``probe_interval``, a request
+    in flight) waits for that answer behind even the hot ones, so one request, not a burst,
+    finds out whether it is still slow, and a pod that recovered is trusted again within
+    seconds. A new endpoint is probed the same way; its second answer replaces the first (which
+    paid for opening the connection), and until then it is probed whenever a pick draws it idle.
+
+    A failure counts as a sample of at least ``failure_penalty`` seconds, so a pod that fails
+    fast does not look fast. Random candidates, never the global minimum, keep independent
+    clients from herding onto the same fastest pod: with ``choices=2`` a pod faster than every
+    other takes at most 2 / N of the requests.
+
+    Thread safety: no lock is taken. In-flight counts use atomic list operations and estimates
+    are replaced as whole tuples; concurrent observations of one endpoint may drop one of the
+    samples, never corrupt the estimate.
+
+    Parameters:
+        choices: candidates drawn per pick, 2 or 3.
+        smoothing: seconds, time constant of the latency EWMA.
+        decay: seconds, time constant of an idle estimate's return to the typical latency.
+        tolerance: latency estimates within this fraction of each other tie.
+        hot_factor: a candidate is hot above this multiple of the set's median in-flight count.
+        max_in_flight: a candidate with this many requests in flight is hot; default no bound.
+        probe_interval: seconds after which an endpoint no pick chose is tried again.
+        default_rtt: the latency assumed for an endpoint before this set has any sample.
+        failure_penalty: seconds a failure counts as, at least.
+        slow_start: ``SlowStart(window=...)`` to ramp up pods that join; default off.
+        health: the ``PassiveHealth`` that ejects failing pods (default: a new one).
+        rng: randomness for the candidates; seed it for reproducible picks.
+        clock: monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        choices: int = 2,
+        smoothing: float = 0.3,
+        decay: float = 10.0,
+        tolerance: float = 0.2,
+        hot_factor: float = 3.0,
+        max_in_flight: int | None = None,
+        probe_interval: float = 1.0,
+        default_rtt: float = 0.03,
+        failure_penalty: float = 1.0,
+        slow_start: SlowStart | None = None,
+        health: PassiveHealth | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if choices not in (2, 3):
+            raise InvalidArgument(f"choices must be 2 or 3, got {choices!r}")
+        for name, value in (
+            ("smoothing", smoothing),
+            ("decay", decay),
+            ("probe_interval", probe_interval),
+            ("default_rtt", default_rtt),
+            ("hot_factor", hot_factor),
+        ):
+            if not (math.isfinite(value) and value > 0):
+                raise InvalidArgument(f"{name} must be > 0, got {value!r}")
+        if not (math.isfinite(tolerance) and tolerance >= 0) or not failure_penalty >= 0:
+            raise InvalidArgument("tolerance and failure_penalty must be >= 0")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise InvalidArgument(f"max_in_flight must be at least 1, got {max_in_flight!r}")
+        super().__init__(health=health, rng=rng, slow_start=slow_start, clock=clock)
+        self.choices = choices
+        self.smoothing = smoothing
+        self.decay = decay
+        self.tolerance = tolerance
+        self.hot_factor = hot_factor
+        self.max_in_flight = max_in_flight
+        self.probe_interval = probe_interval
+        self.default_rtt = default_rtt
+        self.failure_penalty = failure_penalty
+
+    def __repr__(self) -> str:
+        return (
+            f"LeastLatency(choices={self.choices!r}, probe_interval={self.probe_interval!r}, "
+            f"slow_start={self.slow_start!r})"
+        )
+
+    def latency(self, estimate: RttEstimate, now: float) -> float:
+        """The endpoint's latency estimate at ``now``: its EWMA, drawn toward the set's typical
+        latency the longer it has had no sample; the typical latency itself before any sample."""
+        typical = estimate.stats.typical
+        state = estimate.state
+        if state is None:
+            return typical or self.default_rtt
+        value, updated_at = state
+        if typical and now > updated_at:
+            value = typical + (value - typical) * math.exp((updated_at - now) / self.decay)
+        return value
+
+    def _select(
+        self, table: LatencyPool, key: str | None, accept: Accept | None
+    ) -> Endpoint | None:
+        endpoints = table.endpoints
+        count = len(endpoints)
+        if count == 1:
+            only = endpoints[0]
+            return only if accept is None or accept(only) else None
+        randrange = self._rng.randrange
+        estimates = table.estimates
+        wanted = min(self.choices, count)
+        candidates: list[tuple[Endpoint, RttEstimate]] = []
+        for _ in range(ATTEMPTS):
+            first = randrange(count)
+            second = randrange(count - 1)
+            if second >= first:
+                second += 1
+            if self.choices == 2 or count == 2:
+                drawn: tuple[int, ...] = (first, second)
+            else:
+                low, high = (first, second) if first < second else (second, first)
+                third = randrange(count - 2)
+                third += third >= low
+                third += third >= high
+                drawn = (first, second, third)
+            if accept is None:
+                return self._choose([(endpoints[i], estimates[i]) for i in drawn], table.stats)
+            # A rejected candidate (ejected, tried, warming) is replaced by another draw: the
+            # one left alone would otherwise win however slow it is.
+            for i in drawn:
+                endpoint = endpoints[i]
+                if accept(endpoint) and all(endpoint is not e for e, _ in candidates):
+                    candidates.append((endpoint, estimates[i]))
+            if len(candidates) >= wanted:
+                break
+        return self._choose(candidates[:wanted], table.stats) if candidates else None
+
+    def _select_among(self, candidates: Sequence[Endpoint], key: str | None) -> Endpoint:
+        drawn = (
+            candidates
+            if len(candidates) <= self.choices
+            else self._rng.sample(candidates, self.choices)
+        )
+        known = self._estimates
+        pairs = [(endpoint, known.get(endpoint) or RttEstimate()) for endpoint in drawn]
+        return self._choose(pairs, pairs[0][1].stats)
+
+    def _choose(self, candidates: list[tuple[Endpoint, RttEstimate]], stats: SetStats) -> Endpoint:
+        """The hot-cold rule over drawn candidates (the first of equals: they come in random
+        order), after a due probe; notes the winner's choice time."""
+        now = self._clock()
+        load = stats.load
+        threshold = self.hot_factor * (load if load > 1.0 else 1.0)
+        bound = self.max_in_flight
+        slack = 1.0 + self.tolerance
+        best: RttEstimate | None = None
+        best_endpoint = candidates[0][0]
+        best_hot = 2
+        best_latency = best_pending = 0.0
+        for endpoint, estimate in candidates:
+            pending = len(estimate.in_flight)
+            load += LOAD_STEP if pending > load else -LOAD_STEP if pending < load else 0.0
+            if pending == 0 and (
+                estimate.samples < 2
+                or now - estimate.sent_at >= self.probe_interval * (1 << estimate.backoff)
+            ):
+                best, best_endpoint = estimate, endpoint  # due for a probe
+                break
+            state = estimate.state
+            if state is None or (pending and now - state[1] >= self.probe_interval):
+                hot = 2  # first measured, or measured again after a while: wait for the answer
+            else:
+                hot = 1 if pending > threshold or (bound is not None and pending >= bound) else 0
+            latency = self.latency(estimate, now)
+            if best is None:
+                better = True
+            elif hot != best_hot:
+                better = hot < best_hot
+            elif hot:
+                better = pending < best_pending
+            elif latency * slack + TIE_FLOOR < best_latency:
+                better = True
+            elif best_latency * slack + TIE_FLOOR < latency:
+                better = False
+            else:
+                better = pending < best_pending
+            if better:
+                best, best_endpoint = estimate, endpoint
+                best_hot, best_latency, best_pending = hot, latency, pending
+        stats.load = max(load, 0.0)
+        if best is not None:
+            best.sent_at = now
+        return best_endpoint
+
     def _finish(self, endpoint: Endpoint, latency_s: float, ok: bool) -> None:
         self._release(endpoint)
         estimate = self._estimates.get(endpoint)
         if estimate is None:
             return
+        now = self._clock()
         sample = latency_s if ok else max(latency_s, self.failure_penalty)
-        estimate.update(sample, self._clock(), self.decay)
+        state = estimate.state
+        if estimate.samples < 2:
+            # The first request to a pod also opened its connection (and TLS): the second
+            # sample replaces the first.
+            estimate.samples += 1
+            estimate.state = (sample, now)
+        elif state is not None:
+            current = self.latency(estimate, now)
+            weight = -math.expm1(-max(now - state[1], 0.0) / self.smoothing)
+            weight = min(max(weight, 0.01), MAX_SAMPLE_WEIGHT)
+            estimate.state = (current + (sample - current) * weight, now)
+        stats = estimate.stats
+        typical = stats.typical
+        if ok:
+            if typical:
+                step = min(max(sample - typical, -typical), typical)
+                stats.typical = typical + TYPICAL_STEP * step
+            else:
+                stats.typical = sample
+        slow = typical and sample > typical * (1.0 + self.tolerance) + TIE_FLOOR
+        estimate.backoff = min(estimate.backoff + 1, MAX_PROBE_BACKOFF) if slow else 0

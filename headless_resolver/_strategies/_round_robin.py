@@ -45,6 +45,9 @@ class RoundRobin(BaseStrategy[_Rotation]):
     already tried endpoints) go to a random other turn, not to the next endpoint, which would
     otherwise get double traffic.
 
+    With ``slow_start``, a pod that joins the set takes a growing fraction of its turns over
+    the window (its other turns go to random other turns, like an ejected pod's).
+
     Thread safety: ``next()`` on an ``itertools.count`` is atomic in CPython and tables are
     immutable, so picks take no lock.
 
@@ -52,12 +55,15 @@ class RoundRobin(BaseStrategy[_Rotation]):
         health: the ``PassiveHealth`` it skips ejected endpoints by; share one to share
             ejections (default: a new one).
         rng: where skipped turns and the first turn come from; seed it in tests.
+        slow_start: ``SlowStart(window=...)`` to ramp up pods that join; default off.
+        clock: monotonic seconds, for slow start.
     """
 
     def __repr__(self) -> str:
         return f"RoundRobin(health={self.health!r})"
 
     def _build(self, endpoints: tuple[Endpoint, ...], previous: _Rotation | None) -> _Rotation:
+        self._note_arrivals(endpoints, previous)
         schedule = weighted_schedule(endpoints)
         if previous is None or not previous.schedule or not schedule:
             start = self._rng.randrange(max(1, len(schedule)))
