@@ -14,7 +14,7 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable
+from collections.abc import AsyncGenerator, Callable, Coroutine, Hashable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -355,7 +355,7 @@ class HeadlessResolver:
 
     async def watch(
         self, name: str, *, port: PortRef = None, proto: str = "tcp"
-    ) -> AsyncIterator[EndpointSet]:
+    ) -> AsyncGenerator[EndpointSet, None]:
         """Yield the current set, then each set whose content changed (order ignored).
 
         A service that does not exist (yet) starts as an empty set. Every watcher of a name

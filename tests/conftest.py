@@ -84,5 +84,6 @@ def pod_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     """Runs the test once per pod engine: ``HeadlessTransport``'s default ``engine`` is set to
     ``auto`` (llhttp over HTTP/1.1, httpcore for HTTP/2) and then to ``httpcore``."""
     defaults = HeadlessTransport.__init__.__kwdefaults__
+    assert defaults is not None
     monkeypatch.setitem(defaults, "engine", request.param)
     return str(request.param)

@@ -16,7 +16,7 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from headless_resolver._dns import BACKENDS, DnsAnswer, DnsBackend, make_backend
+from headless_resolver._dns import BACKENDS, DnsAnswer, DnsBackend, RecordType, make_backend
 from headless_resolver._errors import InvalidServiceName, ResolutionError
 from headless_resolver.testing._model import ServiceSpec
 from tests.servers import AuthoritativeServer, query
@@ -151,16 +151,25 @@ async def scripted() -> AsyncIterator[Callable[[Script], Awaitable[ScriptedDns]]
 
 
 def reply_to(
-    request: dns.message.Message, *answer: str, additional: tuple[str, ...] = (), rcode: int = 0
+    request: dns.message.Message,
+    *answer: str,
+    additional: tuple[str, ...] = (),
+    rcode: dns.rcode.Rcode = dns.rcode.NOERROR,
 ) -> dns.message.Message:
     """A response to ``request`` with records given in zone-file text."""
     response = dns.message.make_response(request)
     response.set_rcode(rcode)
     for text in answer:
-        response.answer.append(dns.rrset.from_text(*text.split(maxsplit=4)))
+        response.answer.append(rrset(text))
     for text in additional:
-        response.additional.append(dns.rrset.from_text(*text.split(maxsplit=4)))
+        response.additional.append(rrset(text))
     return response
+
+
+def rrset(text: str) -> dns.rrset.RRset:
+    """One record in zone-file text: ``name ttl class type data``."""
+    name, ttl, rdclass, rdtype, data = text.split(maxsplit=4)
+    return dns.rrset.from_text(name, int(ttl), rdclass, rdtype, data)
 
 
 Answered = Callable[..., Awaitable[DnsAnswer]]
@@ -174,7 +183,7 @@ def answered(
     server that replies to every query with those records (zone-file text)."""
 
     async def ask(
-        name: str, rdtype: str, *records: str, additional: tuple[str, ...] = ()
+        name: str, rdtype: RecordType, *records: str, additional: tuple[str, ...] = ()
     ) -> DnsAnswer:
         async def reply(request: dns.message.Message, over_tcp: bool) -> bytes:
             return reply_to(request, *records, additional=additional).to_wire()

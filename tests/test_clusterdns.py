@@ -17,6 +17,7 @@ import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rdatatype
+import dns.rdtypes.ANY.SOA
 import dns.rrset
 import pytest
 
@@ -58,10 +59,12 @@ def texts(reply: dns.message.Message, rdtype: str, section: str = "answer") -> l
     ]
 
 
-def soa(reply: dns.message.Message) -> tuple[dns.rrset.RRset, object]:
+def soa(reply: dns.message.Message) -> tuple[dns.rrset.RRset, dns.rdtypes.ANY.SOA.SOA]:
     (rrset,) = reply.authority
     assert rrset.rdtype == dns.rdatatype.SOA
-    return rrset, rrset[0]
+    record = rrset[0]
+    assert isinstance(record, dns.rdtypes.ANY.SOA.SOA)
+    return rrset, record
 
 
 def ips(count: int) -> list[tuple[str, None]]:

@@ -59,7 +59,8 @@ def require_vectors() -> dict[str, Any]:
 def suite(key: str) -> dict[str, Any]:
     matches = [s for s in require_vectors()["suites"] if s["name"].startswith(SUITES[key])]
     assert len(matches) == 1, f"expected one suite named {SUITES[key]!r}"
-    return matches[0]
+    found: dict[str, Any] = matches[0]
+    return found
 
 
 def cases(key: str) -> list[Any]:

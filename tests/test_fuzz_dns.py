@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import dns.message
 import dns.rdatatype
@@ -364,7 +365,7 @@ def fuzz(
     runner: asyncio.Runner,
     examples: int,
     strategy: st.SearchStrategy[list[Plan]],
-    run_batch: Callable[[HostileDns, list[Plan]], Awaitable[None]],
+    run_batch: Callable[[HostileDns, list[Plan]], Coroutine[Any, Any, None]],
 ) -> Batch:
     """Run ``examples`` hypothesis batches against one hostile server; then check that honest
     answers still come through, the loop has no task left and the process no extra FD."""
@@ -438,7 +439,8 @@ def check_answer(
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_backend_survives_hostile_answers(runner: asyncio.Runner, kind: BackendKind) -> None:
     async def run_batch(server: HostileDns, plans: list[Plan]) -> None:
-        rdtypes: list[RecordType] = [("A", "AAAA", "SRV")[p.seed % 3] for p in plans]  # type: ignore[misc]
+        choices: tuple[RecordType, ...] = ("A", "AAAA", "SRV")
+        rdtypes = [choices[p.seed % 3] for p in plans]
         where = [("127.0.0.1", server.port)]
         short = make_backend(kind, where, timeout=SHORT_TIMEOUT)
         long = make_backend(kind, where, timeout=PATIENT_TIMEOUT)

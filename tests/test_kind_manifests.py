@@ -31,8 +31,15 @@ REPO = KIND.parent.parent
 MANIFESTS = sorted((KIND / "manifests").glob("*.yaml"))
 CONFIG = yaml.safe_load((KIND / "kind-config.yaml").read_text())
 NODE_IMAGE = re.compile(r"kindest/node:v(\d+\.\d+\.\d+)@sha256:[0-9a-f]{64}")
-PINNED = NODE_IMAGE.fullmatch(CONFIG["nodes"][0]["image"])
-assert PINNED is not None, "kind-config.yaml pins the node image by tag and digest"
+
+
+def _pinned() -> re.Match[str]:
+    pinned = NODE_IMAGE.fullmatch(CONFIG["nodes"][0]["image"])
+    assert pinned is not None, "kind-config.yaml pins the node image by tag and digest"
+    return pinned
+
+
+PINNED = _pinned()
 # The oldest release the README claims, the one the kit pins, the newest schemas shipped.
 KUBERNETES_VERSIONS = ["1.29.0", PINNED.group(1), kubernetes_validate.latest_version()]
 

@@ -503,6 +503,7 @@ async def test_kubernetes_without_rbac_fails_and_auto_falls_back_to_dns(
     await kube_cluster.add_service("web", pods=2, port=0)
     api = kube_cluster.api
     assert api is not None
+    assert api.tokens is not None
     api.tokens["norbac"] = False
     monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path / "config", token="norbac")))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)

@@ -25,6 +25,7 @@ from headless_resolver import (
     ResolutionError,
     RoundRobin,
     ServiceNotFound,
+    Verdict,
 )
 from headless_resolver.testing import ClusterDNS, LocalCluster, PodServer
 from tests.clocks import FakeClock
@@ -227,9 +228,9 @@ class Spy:
             self.events.append(("pick", endpoint, True))
             return endpoint
 
-        def spied_record(endpoint: Endpoint, ok: bool, **kwargs: Any) -> None:
-            self.events.append(("outcome", endpoint, ok))
-            record(endpoint, ok, **kwargs)
+        def spied_record(endpoint: Endpoint, verdict: Verdict) -> None:
+            self.events.append(("outcome", endpoint, bool(verdict)))
+            record(endpoint, verdict)
 
         strategy.pick = spied_pick  # type: ignore[method-assign]
         strategy.health.record = spied_record  # type: ignore[method-assign]

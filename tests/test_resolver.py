@@ -583,7 +583,7 @@ async def test_aclose_stops_refreshes_and_watchers(
     await resolver.resolve("web", port="http")
     watch = resolver.watch("web")
     assert len(await anext(watch)) == 3
-    waiting = asyncio.create_task(anext(watch))
+    waiting: asyncio.Future[EndpointSet] = asyncio.ensure_future(anext(watch))
     await asyncio.sleep(0.05)
     assert len(resolver_tasks()) >= 3  # two refreshers and the watcher
     await resolver.aclose()

@@ -14,7 +14,7 @@ WEB = "web.default.svc.cluster.local"
 
 
 def addresses(host: str | bytes) -> list[str]:
-    return [info[4][0] for info in socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM)]
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM)]
 
 
 async def test_cluster_names_get_the_servers_records_in_its_order_uncached() -> None:

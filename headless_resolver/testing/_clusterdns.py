@@ -44,18 +44,17 @@ import dns.rrset
 from headless_resolver._errors import InvalidArgument
 from headless_resolver.testing._model import (
     DNS_SCHEMA_VERSION,
-    EndpointSpec,
+    EndpointLike,
+    PortLike,
     PortSpec,
     ServiceSpec,
+    endpoint,
     srv_weight,
 )
 
 __all__ = ["ClusterDNS"]
 
 _log = logging.getLogger(__name__)
-
-EndpointLike = EndpointSpec | tuple[object, ...] | str
-PortLike = PortSpec | tuple[object, ...]
 
 # dnspython's rdata constructors carry no annotations; these names give them one.
 _RdataOf = Callable[..., dns.rdata.Rdata]
@@ -338,8 +337,8 @@ class ClusterDNS:
         spec = ServiceSpec(
             name,
             namespace,
-            endpoints=tuple(endpoints),  # type: ignore[arg-type]
-            ports=tuple(ports),  # type: ignore[arg-type]
+            endpoints=endpoints,
+            ports=ports,
             publish_not_ready=publish_not_ready,
             cluster_ips=cluster_ips,
         )
@@ -364,7 +363,9 @@ class ClusterDNS:
         """Replace a service's endpoints, as the EndpointSlice controller does on a rollout."""
         with self._lock:
             services = dict(self._snapshot.services)
-            spec = replace(self._existing(name, namespace), endpoints=tuple(endpoints))  # type: ignore[arg-type]
+            spec = replace(
+                self._existing(name, namespace), endpoints=tuple(map(endpoint, endpoints))
+            )
             services[(namespace, name)] = spec
             self._publish(services)
         return spec

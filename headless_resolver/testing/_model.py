@@ -97,7 +97,14 @@ class EndpointSpec:
         return self.ip.replace(".", "-")
 
 
-def endpoint(value: EndpointSpec | tuple[object, ...] | str) -> EndpointSpec:
+EndpointLike = EndpointSpec | tuple[object, ...] | str
+"""An endpoint as the testing API takes it: an ``EndpointSpec``, ``ip``, ``(ip, hostname)``
+or ``(ip, hostname, ready)``."""
+PortLike = PortSpec | tuple[object, ...]
+"""A port as the testing API takes it: ``PortSpec`` or ``(name, protocol, number)``."""
+
+
+def endpoint(value: EndpointLike) -> EndpointSpec:
     """Accept ``EndpointSpec``, ``ip``, ``(ip, hostname)`` or ``(ip, hostname, ready)``."""
     if isinstance(value, EndpointSpec):
         return value
@@ -117,7 +124,7 @@ def endpoint(value: EndpointSpec | tuple[object, ...] | str) -> EndpointSpec:
     raise InvalidArgument(f"endpoint: {value!r} is not (ip, hostname) or (ip, hostname, ready)")
 
 
-def port(value: PortSpec | tuple[object, ...]) -> PortSpec:
+def port(value: PortLike) -> PortSpec:
     """Accept ``PortSpec`` or ``(name, protocol, number)``."""
     if isinstance(value, PortSpec):
         return value
@@ -131,39 +138,58 @@ def port(value: PortSpec | tuple[object, ...]) -> PortSpec:
     raise InvalidArgument(f"port: {value!r} is not (name, protocol, number)")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ServiceSpec:
     """A Service: headless when ``cluster_ip`` is None.
 
     ``cluster_ips`` mirrors Kubernetes ``spec.clusterIPs``: a dual-stack service has one
     address per family, the first equal to ``cluster_ip``; either field may be given.
+    Endpoints and ports may be given in their short forms (``EndpointLike``, ``PortLike``);
+    the fields hold them as ``EndpointSpec`` and ``PortSpec``.
     """
 
     name: str
-    namespace: str = "default"
-    endpoints: tuple[EndpointSpec, ...] = ()
-    ports: tuple[PortSpec, ...] = ()
-    cluster_ip: str | None = None
-    publish_not_ready: bool = False
-    cluster_ips: tuple[str, ...] = ()
+    namespace: str
+    endpoints: tuple[EndpointSpec, ...]
+    ports: tuple[PortSpec, ...]
+    cluster_ip: str | None
+    publish_not_ready: bool
+    cluster_ips: tuple[str, ...]
 
-    def __post_init__(self) -> None:
-        _check_label("service.name", self.name, _LABEL_1035)
-        _check_label("service.namespace", self.namespace, _LABEL_1123)
-        ips = tuple(self.cluster_ips) or (() if self.cluster_ip is None else (self.cluster_ip,))
+    def __init__(
+        self,
+        name: str,
+        namespace: str = "default",
+        endpoints: Iterable[EndpointLike] = (),
+        ports: Iterable[PortLike] = (),
+        cluster_ip: str | None = None,
+        publish_not_ready: bool = False,
+        cluster_ips: Iterable[str] = (),
+    ) -> None:
+        _check_label("service.name", name, _LABEL_1035)
+        _check_label("service.namespace", namespace, _LABEL_1123)
+        ips = tuple(cluster_ips) or (() if cluster_ip is None else (cluster_ip,))
         compressed = tuple(_cluster_ip(ip) for ip in ips)
-        if self.cluster_ip is not None and compressed[0] != _cluster_ip(self.cluster_ip):
+        if cluster_ip is not None and compressed[0] != _cluster_ip(cluster_ip):
             raise InvalidArgument(
-                f"service.cluster_ips: {ips!r} must start with cluster_ip {self.cluster_ip!r}"
+                f"service.cluster_ips: {ips!r} must start with cluster_ip {cluster_ip!r}"
             )
         if len(compressed) > 2 or len({":" in ip for ip in compressed}) != len(compressed):
             raise InvalidArgument(f"service.cluster_ips: {ips!r} is not one address per IP family")
-        object.__setattr__(self, "cluster_ips", compressed)
-        object.__setattr__(self, "cluster_ip", compressed[0] if compressed else None)
-        object.__setattr__(self, "endpoints", tuple(endpoint(e) for e in self.endpoints))
-        object.__setattr__(self, "ports", tuple(port(p) for p in self.ports))
-        if compressed and not self.ports:
+        specs = tuple(port(p) for p in ports)
+        if compressed and not specs:
             raise InvalidArgument("service.ports: a ClusterIP service needs at least one port")
+        fields = {
+            "name": name,
+            "namespace": namespace,
+            "endpoints": tuple(endpoint(e) for e in endpoints),
+            "ports": specs,
+            "cluster_ip": compressed[0] if compressed else None,
+            "publish_not_ready": publish_not_ready,
+            "cluster_ips": compressed,
+        }
+        for field_name, value in fields.items():
+            object.__setattr__(self, field_name, value)
 
     @property
     def headless(self) -> bool:

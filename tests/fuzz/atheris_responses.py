@@ -188,7 +188,7 @@ def seed(
     records are ``"owner ttl type rdata"``."""
     query = dns.message.make_query(NAMES[rdtype], rdtype, use_edns=0, payload=1232)
     response = dns.message.make_response(query)
-    response.set_rcode(rcode)
+    response.set_rcode(dns.rcode.Rcode(rcode))
     for section, lines in ((response.answer, answer), (response.additional, additional)):
         for line in lines:
             owner, ttl, rrtype, rdata = line.split(" ", 3)

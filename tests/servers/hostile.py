@@ -224,7 +224,9 @@ def question_bytes(query: dns.message.Message) -> bytes:
     """Header (counts: one question) and question section of a response to ``query``."""
     question = query.question[0]
     header = struct.pack("!HHHHHH", query.id, 0x8400, 1, 0, 0, 0)
-    return header + question.name.to_wire() + struct.pack("!HH", question.rdtype, 1)
+    name = question.name.to_wire()
+    assert name is not None  # no file given: to_wire returns the bytes
+    return header + name + struct.pack("!HH", question.rdtype, 1)
 
 
 def with_answers(head: bytes, count: int, records: bytes) -> bytes:
