@@ -242,8 +242,8 @@ async def test_a_pod_removed_from_dns_is_gone_from_the_next_collection(
     assert service.requests == 10  # the departed pod's requests stay in the service's total
     assert [p.endpoint.ip for p in service.pods if p.endpoint.ip == gone] == []
 
-    name = {f"{PREFIX}.name": WEB}
-    assert after[f"{PREFIX}.endpoints"] == [(name, 2)]
+    named = {f"{PREFIX}.name": WEB}
+    assert after[f"{PREFIX}.endpoints"] == [(named, 2)]
     changes = {a[f"{PREFIX}.change"]: v for a, v in after[f"{PREFIX}.endpoint_changes"]}
     assert changes == {"added": 0, "removed": 1}
     stats = resolver.name_stats("web")
