@@ -17,6 +17,7 @@ from headless_resolver._errors import (
 )
 from headless_resolver._health import LatencyEjection, PassiveHealth
 from headless_resolver._kubernetes._config import KubeConfig, KubeConfigError
+from headless_resolver._metrics import NameStats, PodStats, ServiceStats, TransportStats
 from headless_resolver._names import NameLookup, PortRef, ServiceName
 from headless_resolver._resolver import HeadlessResolver, ResolverStats
 from headless_resolver._sources import KubernetesSource, Source
@@ -67,9 +68,11 @@ __all__ = [
     "LatencyEjection",
     "LeastLatency",
     "NameLookup",
+    "NameStats",
     "NoEndpointsAvailable",
     "PassiveHealth",
     "PeakEwma",
+    "PodStats",
     "PortRef",
     "RecordType",
     "ResolutionError",
@@ -78,11 +81,13 @@ __all__ = [
     "RoundRobin",
     "ServiceName",
     "ServiceNotFound",
+    "ServiceStats",
     "SlowStart",
     "Source",
     "SrvRecord",
     "Sticky",
     "Strategy",
     "SyncHeadlessTransport",
+    "TransportStats",
     "Verdict",
 ]

@@ -22,6 +22,7 @@ import httpx
 
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import LeastLatency, RoundRobin, Sticky
+from headless_resolver._top import render_traffic
 from headless_resolver._transports import HeadlessTransport
 from headless_resolver.testing import LocalCluster
 from headless_resolver.testing._system_dns import system_resolution_via
@@ -164,9 +165,11 @@ async def run_demo(
             contextlib.AsyncExitStack() as stack,
         ):
             stack.enter_context(system_resolution_via(cluster.nameserver, DOMAIN))
+            least_latency = HeadlessTransport(resolver, LeastLatency())
+            names = {p.ip: p.hostname for p in originals}  # and the pods added later
             clients = [
                 httpx.AsyncClient(transport=HeadlessTransport(resolver, RoundRobin())),
-                httpx.AsyncClient(transport=HeadlessTransport(resolver, LeastLatency())),
+                httpx.AsyncClient(transport=least_latency),
                 httpx.AsyncClient(transport=HeadlessTransport(resolver, Sticky(key="x-user"))),
                 httpx.AsyncClient(),
             ]
@@ -188,6 +191,7 @@ async def run_demo(
                 await cluster.scale(SERVICE, pods + EXTRA_PODS)
                 report.scaled_up_at = time.monotonic()
                 report.new_pods = [p.hostname for p in cluster.pods(SERVICE)[pods:]]
+                names.update((p.ip, p.hostname) for p in cluster.pods(SERVICE))
                 note(f"scaled {pods} -> {pods + EXTRA_PODS}")
                 await asyncio.sleep(at(FAIL_AT))
                 failing.refuse = True  # crashed: new connections refused,
@@ -209,8 +213,11 @@ async def run_demo(
                 await asyncio.sleep(max(0.0, deadline - time.monotonic()))
                 ticker.cancel()
             display.done()
+            traffic = least_latency.stats()[HOST]
         report.all_pods = [p.hostname for p in originals] + report.new_pods
     out.write(render_summary(report))
+    out.write("\nleast-latency's own view at the end (transport.stats(), as the metrics):\n")
+    out.write(render_traffic(traffic, names) + "\n")
     out.flush()
     return report
 

@@ -12,10 +12,31 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Protocol
 
 from headless_resolver._endpoints import Endpoint, member_diff
 from headless_resolver._errors import InvalidArgument
+from headless_resolver._logs import health_log as logger
 from headless_resolver._verdict import DEFAULT_FAILURE_STATUSES, Verdict
+
+CONNECT_FAILURES = "connect_failures"
+"""Ejected for ``consecutive_connect_failures``: refused, reset, body cut short."""
+STATUS_FAILURES = "status_failures"
+"""Ejected for ``consecutive_status_failures``: failing statuses and timeouts."""
+LATENCY_OUTLIER = "latency_outlier"
+"""Ejected by ``latency_ejection``: slower than its set's median allows."""
+EJECTION_EXPIRED = "ejection_expired"
+
+
+class HealthListener(Protocol):
+    """Told of every ejection and readmission, with its reason (metrics, logs, a UI).
+
+    Called with health's lock held: keep it short and never call back into health.
+    """
+
+    def ejected(self, endpoint: Endpoint, set_name: str, reason: str) -> None: ...
+
+    def readmitted(self, endpoint: Endpoint, set_name: str, reason: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +162,15 @@ class PassiveHealth:
         self._latencies: dict[Endpoint, list[float]] = {}
         """Sum and count of the latencies since an endpoint was last judged."""
         self._judged_at: dict[str, float] = {}
+        self._listeners: tuple[HealthListener, ...] = ()
+
+    def add_listener(self, listener: HealthListener) -> None:
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: HealthListener) -> None:
+        with self._lock:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
 
     def __repr__(self) -> str:
         return f"<PassiveHealth ejected={len(self._ejected_until)} tracked={len(self._group_of)}>"
@@ -153,7 +183,11 @@ class PassiveHealth:
     def ejected(self) -> frozenset[Endpoint]:
         """The endpoints ejected right now."""
         now = self._clock()
-        return frozenset(ep for ep, until in list(self._ejected_until.items()) if until > now)
+        ejected = list(self._ejected_until.items())
+        for endpoint, until in ejected:
+            if until <= now:
+                self.is_ejected(endpoint)  # readmits it, and says so
+        return frozenset(ep for ep, until in ejected if until > now)
 
     def times_ejected(self, endpoint: Endpoint) -> int:
         record = self._records.get(endpoint)
@@ -171,6 +205,10 @@ class PassiveHealth:
                 record = self._records.get(endpoint)
                 if record is not None:
                     record.readmitted_at = until
+                set_name = self._group_of.get(endpoint, "")
+                logger.info("%s: readmitted %s after its ejection", set_name, _label(endpoint))
+                for listener in self._listeners:
+                    listener.readmitted(endpoint, set_name, EJECTION_EXPIRED)
         return False
 
     def track(self, name: str, members: frozenset[Endpoint]) -> None:
@@ -224,10 +262,11 @@ class PassiveHealth:
                 self._judged_at[group_name] = now + rule.interval
             elif now >= due:
                 self._judged_at[group_name] = now + rule.interval
-                self._judge_latencies(self._groups[group_name], rule)
+                self._judge_latencies(group_name, rule)
 
-    def _judge_latencies(self, group: frozenset[Endpoint], rule: LatencyEjection) -> None:
+    def _judge_latencies(self, group_name: str, rule: LatencyEjection) -> None:
         """Ejects the set's latency outliers; called with the lock held."""
+        group = self._groups[group_name]
         for endpoint in [ep for ep in self._latencies if ep not in self._group_of]:
             del self._latencies[endpoint]  # it left every set
         means = {}
@@ -247,7 +286,7 @@ class PassiveHealth:
             record = self._records.get(endpoint)
             if record is None:
                 record = self._records[endpoint] = _Record()
-            self._eject(endpoint, record, group)
+            self._eject(endpoint, record, group_name, LATENCY_OUTLIER)
 
     def _count_failure(self, endpoint: Endpoint, *, connect: bool) -> None:
         with self._lock:
@@ -264,10 +303,12 @@ class PassiveHealth:
                 record.status_failures += 1
                 tripped = record.status_failures >= self.consecutive_status_failures
             if tripped and endpoint not in self._ejected_until:
-                self._eject(endpoint, record, self._groups[group_name])
+                reason = CONNECT_FAILURES if connect else STATUS_FAILURES
+                self._eject(endpoint, record, group_name, reason)
 
-    def _eject(self, endpoint: Endpoint, record: _Record, group: frozenset[Endpoint]) -> None:
+    def _eject(self, endpoint: Endpoint, record: _Record, group_name: str, reason: str) -> None:
         """Ejects within the set's budget; called with the lock held."""
+        group = self._groups[group_name]
         size = len(group)
         budget = min(size - 1, max(1, int(size * self.max_ejection_percent / 100)))
         now = self._clock()
@@ -281,3 +322,18 @@ class PassiveHealth:
         duration = min(self.base_ejection * record.times_ejected, self.max_ejection)
         self._ejected_until[endpoint] = now + duration
         record.connect_failures = record.status_failures = 0
+        logger.warning(
+            "%s: ejected %s for %.0f s (%s; ejection %d)",
+            group_name,
+            _label(endpoint),
+            duration,
+            reason.replace("_", " "),
+            record.times_ejected,
+        )
+        for listener in self._listeners:
+            listener.ejected(endpoint, group_name, reason)
+
+
+def _label(endpoint: Endpoint) -> str:
+    pod = f" ({endpoint.hostname})" if endpoint.hostname else ""
+    return f"{endpoint.netloc()}{pod}"

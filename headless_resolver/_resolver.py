@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import random
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from opentelemetry.metrics import MeterProvider
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from headless_resolver._cache import NEVER, CachePolicy, Entry, EntryStore
@@ -32,6 +32,9 @@ from headless_resolver._errors import (
     ResolverClosed,
     ServiceNotFound,
 )
+from headless_resolver._logs import RateLimitedLog
+from headless_resolver._logs import resolver_log as logger
+from headless_resolver._metrics import NameStats, ResolverRecorder
 from headless_resolver._names import (
     ClusterNaming,
     NameLookup,
@@ -52,7 +55,6 @@ from headless_resolver._sources import (
     Update,
 )
 
-logger = logging.getLogger("headless_resolver")
 T = TypeVar("T")
 
 MAX_ALIASES = 8
@@ -160,6 +162,8 @@ class HeadlessResolver:
             answers and RBAC allows, else DNS; ``source_kind`` and the logs say which), or a
             ``Source`` object (not closed by the resolver).
         zone: the client's zone, for topology-aware preference with the API source.
+        meter_provider: where the per-name metrics go (OpenTelemetry); None: the global
+            provider, whose instruments do nothing until an SDK is installed.
 
     Raises ``InvalidArgument`` for an option out of range.
     """
@@ -188,6 +192,7 @@ class HeadlessResolver:
         resolv_conf: str | os.PathLike[str] = "/etc/resolv.conf",
         source: SourceKind | Source = "dns",
         zone: str | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         if not isinstance(source, str) and not hasattr(source, "fetch"):
             raise InvalidArgument(
@@ -216,6 +221,8 @@ class HeadlessResolver:
             refresh_ahead=refresh_ahead,
         )
         self.stats = ResolverStats()
+        self._recorder = ResolverRecorder(meter_provider, clock=clock)
+        self._warnings = RateLimitedLog(logger, clock=clock)
         self._owns_source = isinstance(source, str)  # a Source given is the caller's to close
         kubernetes: KubernetesSource | None = None
         if source == "kubernetes":
@@ -328,6 +335,24 @@ class HeadlessResolver:
                 self._loop.call_soon_threadsafe(self._kick, entry)
         return served
 
+    def name_stats(
+        self, name: str, *, port: PortRef = None, proto: str = "tcp"
+    ) -> NameStats | None:
+        """What the resolver knows about ``name``: its set, when each endpoint joined, recent
+        changes, queries, failures by reason, stale and negative answers; None when the name
+        is not cached. No I/O, and not a use: it does not keep the name refreshed."""
+        entry = self._memo_get(name, port, proto)
+        if entry is None:
+            lookup = self._naming.parse(name, port, proto)
+            for service in lookup.candidates:
+                entry = self._memo.get(_canonical(service, lookup.port, lookup.proto))
+                if entry is not None:
+                    break
+            else:
+                return None
+        failing = entry.error is not None and bool(entry.endpoints)
+        return self._recorder.stats(entry.name, entry.endpoints.replace(stale=failing))
+
     async def watch(
         self, name: str, *, port: PortRef = None, proto: str = "tcp"
     ) -> AsyncGenerator[EndpointSet, None]:
@@ -363,6 +388,7 @@ class HeadlessResolver:
         if self._closed:
             return
         self._closed = True
+        self._recorder.close()
         self._memo.clear()  # so that every spelling, cached or not, reaches the closed check
         tasks = list(self._tasks)
         owner = self._loop
@@ -460,6 +486,7 @@ class HeadlessResolver:
             self.stats.cache_hits += 1
         if served.stale:
             self.stats.stale_served += 1
+            self._recorder.stale_served(entry.name)
         if entry.refresher is None or now >= entry.refresh_at:
             self._kick(entry)
         return served
@@ -485,6 +512,7 @@ class HeadlessResolver:
                 del self._memo[key]
         entry.aliases.clear()
         entry.hot_until = NEVER
+        self._recorder.forget(entry.name)
         if entry.refresher is not None:
             entry.refresher.cancel()
 
@@ -531,14 +559,18 @@ class HeadlessResolver:
                 flight.cancel()
 
     async def _refresh(self, entry: _Name) -> EndpointSet:
+        record = self._recorder.refreshing(entry.name)  # this task's queries count for it
+        started = self._clock()
         try:
             try:
                 outcome = await self._source.fetch(entry.target)
             except ResolutionError as exc:
+                self._recorder.refresh_took(record, self._clock() - started, _reason(exc))
                 served = self._record_failure(entry, exc)
                 if served is None:
                     raise
                 return served
+            self._recorder.refresh_took(record, self._clock() - started, None)
             return self._record(entry, outcome)
         finally:
             if entry.flight is asyncio.current_task():
@@ -547,6 +579,10 @@ class HeadlessResolver:
     def _record(self, entry: _Name, outcome: Outcome) -> EndpointSet:
         """Store what the source said, wake the watchers if the set changed; the set to serve."""
         now = self._clock()
+        before = entry.endpoints
+        if entry.error is not None:
+            logger.info("%s: %s answers again", entry.name, self.source_kind)
+            self._warnings.forget(entry.name)
         if isinstance(outcome, Missing):
             changed = entry.record_negative(
                 outcome.message, outcome.negative_ttl, now, self._policy
@@ -555,11 +591,15 @@ class HeadlessResolver:
             changed = entry.record_answer(
                 outcome.endpoints, outcome.ttl, now, self._policy, self._rng
             )
+        self._recorder.answered(
+            entry.name, before, entry.endpoints, negative=isinstance(outcome, Missing)
+        )
         self._store.get(entry.key)  # a refresh keeps the name recent in the LRU order
         if changed:
             entry.notify_watchers()
         if entry.negative_since is not None:
-            logger.warning(
+            self._warnings.warning(
+                (entry.name, "negative"),
                 "%s: negative answer for %.1f s; keeping the last good set for %.0f s",
                 entry.name,
                 now - entry.negative_since,
@@ -571,18 +611,18 @@ class HeadlessResolver:
     def _record_failure(self, entry: _Name, exc: ResolutionError) -> EndpointSet | None:
         """Remember a failure; the last good set marked stale, or None when none may be served."""
         self.stats.errors += 1
+        self._recorder.failed(entry.name, _reason(exc), entry.endpoints)
         now = self._clock()
-        first = entry.error is None
         if not entry.record_failure(exc, now):
-            return None
-        if first:
-            logger.warning(
-                "%s: %s; serving the last good set (%d endpoints) for up to %.0f s",
-                entry.name,
-                exc,
-                len(entry.endpoints),
-                entry.stale_until - now,
-            )
+            return None  # nothing to serve: the callers get the error
+        self._warnings.warning(
+            entry.name,
+            "%s: %s; serving the last good set (%d endpoints) for up to %.0f s",
+            entry.name,
+            exc,
+            len(entry.endpoints),
+            entry.stale_until - now,
+        )
         return entry.read(now)
 
     def _pushed(self, target: Target, update: Update) -> None:
@@ -598,6 +638,7 @@ class HeadlessResolver:
 
     def _count_query(self) -> None:
         self.stats.queries += 1
+        self._recorder.query()
 
     # -- background refresh -------------------------------------------------------------------
 
@@ -696,6 +737,12 @@ def _retrieve_outcome(flight: asyncio.Task[EndpointSet]) -> None:
     counted by the flight itself, not reported again as an unretrieved task exception."""
     if not flight.cancelled():
         flight.exception()
+
+
+def _reason(exc: ResolutionError) -> str:
+    """A failure's reason as metrics count it: the rcode a server answered (``SERVFAIL``,
+    ``REFUSED``...), else why no answer came (``TIMEOUT``, ``NETWORK``...)."""
+    return exc.rcode or exc.reason
 
 
 __all__ = ["HeadlessResolver", "ResolverStats"]

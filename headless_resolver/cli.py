@@ -40,7 +40,7 @@ EXIT_NO_ENDPOINTS = 5
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
-    (EXIT_OK, "success (watch: also after Ctrl-C)"),
+    (EXIT_OK, "success (watch, top: also after Ctrl-C)"),
     (EXIT_ERROR, "any other error of the library"),
     (EXIT_USAGE, "usage error: bad option, invalid service name or nameserver"),
     (EXIT_NOT_FOUND, "not found: NXDOMAIN, no such named port, or no ready pod"),
@@ -75,6 +75,14 @@ examples:
   headless-resolver watch web.default.svc.cluster.local --port http
   headless-resolver watch web --json | jq .added
   headless-resolver watch web --port http --source auto
+"""
+
+_TOP_EXAMPLES = """\
+examples:
+  headless-resolver top web --port http
+  headless-resolver top web.default.svc.cluster.local --interval 5 > top.log
+
+On a terminal the view is redrawn in place; otherwise one line per interval is printed.
 """
 
 _DEMO_EXAMPLES = """\
@@ -200,6 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
         examples=_WATCH_EXAMPLES,
     )
     _add_resolver_options(watch)
+    top = _add_command(
+        commands,
+        "top",
+        summary="show what the resolver knows about a service, refreshed in place",
+        description="Each pod (port, hostname, when it joined), TTL left, stale flag, recent"
+        " changes, DNS queries and failures; refreshed every interval until Ctrl-C.",
+        examples=_TOP_EXAMPLES,
+    )
+    _add_resolver_options(top)
+    top.add_argument("--interval", type=_positive(float), default=1.0, help="seconds (1.0)")
+    top.add_argument(
+        "-n", "--iterations", type=_positive(int), help="stop after this many refreshes"
+    )
     demo = _add_command(
         commands,
         "demo",
@@ -337,6 +358,23 @@ async def _watch(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+async def _top(args: argparse.Namespace, out: TextIO) -> int:
+    from headless_resolver._top import run_top
+
+    async with _resolver(args) as resolver:
+        await run_top(
+            resolver,
+            args.name,
+            port=args.port,
+            proto=args.proto,
+            out=out,
+            interval=args.interval,
+            iterations=args.iterations,
+            as_json=args.json,
+        )
+    return EXIT_OK
+
+
 async def _demo(args: argparse.Namespace, out: TextIO) -> int:
     from headless_resolver._demo import run_demo
 
@@ -347,6 +385,7 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], Coroutine[Any, Any, int]]] = {
     "resolve": _resolve,
     "watch": _watch,
+    "top": _top,
     "demo": _demo,
 }
 
@@ -364,8 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_COMMANDS[args.command](args, sys.stdout))
     except KeyboardInterrupt:
-        if args.command == "watch":
-            return EXIT_OK  # the only way to end a watch
+        if args.command in ("watch", "top"):
+            return EXIT_OK  # the usual way to end them
         print(f"\n{PROG}: {args.command} interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except argparse.ArgumentTypeError as error:

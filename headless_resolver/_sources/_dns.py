@@ -8,7 +8,6 @@ together; SRV targets without glue are looked up, at most ``TARGET_LOOKUPS`` at 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import Callable, Iterable
 
@@ -22,10 +21,10 @@ from tenacity import (
 from headless_resolver._dns import BackendKind, DnsAnswer, DnsBackend, RecordType, make_backend
 from headless_resolver._endpoints import Endpoint
 from headless_resolver._errors import InvalidArgument, ResolutionError
+from headless_resolver._logs import RateLimitedLog
+from headless_resolver._logs import resolver_log as logger
 from headless_resolver._names import ResolvConf, parse_nameserver
 from headless_resolver._sources._base import Found, Listener, Missing, Outcome, Target, smallest
-
-logger = logging.getLogger("headless_resolver")
 
 TARGET_LOOKUPS = 32
 """SRV targets without glue resolved at once."""
@@ -55,6 +54,7 @@ class DnsSource:
         self._backend = _make_backend(backend, nameservers, timeout, resolv_conf, resolv_conf_path)
         self._timeout = timeout
         self._on_query = on_query
+        self._truncations = RateLimitedLog(logger)  # a service too big for TCP stays so
         self._query_with_retries = AsyncRetrying(
             stop=stop_after_attempt(attempts),
             wait=wait_random_exponential(multiplier=0.02, max=timeout / 4),
@@ -114,7 +114,8 @@ class DnsSource:
                 reason="TRUNCATED",
             )
         if answer.truncated:
-            logger.warning(
+            self._truncations.warning(
+                (name, rdtype),
                 "%s %s: answer truncated even over TCP; using the %d records that arrived",
                 name,
                 rdtype,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 from collections.abc import Callable
 
@@ -13,9 +12,10 @@ from headless_resolver._kubernetes._client import ApiError, Forbidden, KubeClien
 from headless_resolver._kubernetes._config import KubeConfig, KubeConfigError
 from headless_resolver._kubernetes._slices import View, merge
 from headless_resolver._kubernetes._watch import SliceWatch
+from headless_resolver._logs import resolver_log
 from headless_resolver._sources._base import Found, Listener, Missing, Outcome, Source, Target
 
-logger = logging.getLogger("headless_resolver")
+logger = resolver_log
 
 RESYNC = 30.0
 """The TTL given to a set: the resolver re-reads the watched slices this often (no I/O)."""

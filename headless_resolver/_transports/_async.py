@@ -49,6 +49,10 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncBaseTransport], httpx.A
         proxy, uds: only for hosts passed through (below).
         engine: who keeps the pod connections (below): ``"auto"``, ``"llhttp"`` or
             ``"httpcore"``.
+        meter_provider: where the per-service and per-pod metrics go (OpenTelemetry; README,
+            "Metrics"); None: the global provider, whose instruments do nothing until an SDK
+            is installed. ``stats()`` gives the same figures as plain dataclasses.
+        per_pod_metrics: False reports every metric per service only (thousands of pods).
 
     What counts against a pod is judged once per attempt (``Verdict``) and acted on by the
     strategy and its health alike: a refused or reset connection, and a response body cut
@@ -150,6 +154,7 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncBaseTransport], httpx.A
 
     async def aclose(self) -> None:
         """Close every pod pool, the pass-through transport, and the resolver if we made it."""
+        self._stop_recording()
         await _close(self._pools.close_all())
         await self._passthrough.aclose()
         if self._owns_resolver:

@@ -29,6 +29,8 @@ import httpx
 
 from headless_resolver._endpoints import Endpoint, EndpointSet
 from headless_resolver._errors import HeadlessResolverError, NoEndpointsAvailable
+from headless_resolver._logs import transport_log as logger
+from headless_resolver._metrics import PodRecord, TransportRecorder
 from headless_resolver._strategies import Strategy
 from headless_resolver._transports._pools import PodPools, PoolShard
 from headless_resolver._transports._routes import Route, pod_request
@@ -63,12 +65,43 @@ def resolution_failed(request: httpx.Request, exc: HeadlessResolverError) -> htt
 
 @dataclass(slots=True, frozen=True)
 class AttemptRules(Generic[T]):
-    """What every request of one transport shares: who picks, who judges, the pools."""
+    """What every request of one transport shares: who picks, who judges, the pools, and
+    who counts."""
 
     strategy: Strategy
     judge: Judge
     pools: PodPools[T]
     retries: int
+    recorder: TransportRecorder
+
+    def conclude(
+        self,
+        route: Route,
+        endpoint: Endpoint,
+        pod: PodRecord,
+        latency: float,
+        verdict: Verdict,
+        method: str,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """An attempt's verdict is in: the strategy (and its health) and the metrics hear it,
+        here and nowhere else."""
+        if verdict.about_the_pod:
+            self.strategy.observe(endpoint, latency, verdict)
+        else:
+            self.strategy.release(endpoint)
+        self.recorder.finished(pod, verdict, latency, method, status=status, error=error)
+        if not verdict:
+            logger.debug(
+                "%s: attempt on %s: %s after %.1f ms (%s)",
+                route.host,
+                endpoint.netloc(route.default_port),
+                verdict.value,
+                latency * 1000,
+                error,
+            )
 
 
 class Attempts(Generic[T]):
@@ -83,6 +116,7 @@ class Attempts(Generic[T]):
         "_endpoint",
         "_endpoints",
         "_last_error",
+        "_pod",
         "_request",
         "_route",
         "_rules",
@@ -100,6 +134,7 @@ class Attempts(Generic[T]):
         self.tried: list[Endpoint] = []
         self._endpoint: Endpoint | None = None
         self._last_error: httpx.TransportError | None = None
+        self._pod: PodRecord | None = None
         self._started = 0.0
 
     def start(self) -> tuple[PoolShard[T], httpx.Request]:
@@ -121,6 +156,10 @@ class Attempts(Generic[T]):
         except BaseException:
             strategy.release(endpoint)
             raise
+        route = self._route
+        self._pod = self._rules.recorder.started(
+            self._endpoints, endpoint, route.host, route.default_port
+        )
         self._started = time.perf_counter()
         return shard, request
 
@@ -130,27 +169,44 @@ class Attempts(Generic[T]):
         The error the caller sees is ``exc`` itself, with a note naming the pods tried.
         """
         assert self._endpoint is not None
-        self._end(self._endpoint, self._rules.judge.error(exc))
+        assert self._pod is not None
+        latency = time.perf_counter() - self._started
+        verdict = self._rules.judge.error(exc)
+        error = type(exc).__name__
+        self._rules.conclude(
+            self._route,
+            self._endpoint,
+            self._pod,
+            latency,
+            verdict,
+            self._request.method,
+            error=error,
+        )
         if not isinstance(exc, httpx.TransportError):
             raise exc  # a cancellation, or a bug: as it is
         if len(self.tried) > self._rules.retries or not retryable(self._request, exc):
             raise self._noted(exc)
         self._last_error = exc
+        self._rules.recorder.retried(self._pod)
 
     def answered(self, response: httpx.Response, shard: PoolShard[T]) -> Exchange[T]:
         """The pod answered: the caller's response, whose body the returned exchange follows."""
         assert self._endpoint is not None
+        assert self._pod is not None
         response.request = self._request
         latency = time.perf_counter() - self._started
         verdict = self._rules.judge.answer(response.status_code)
-        return Exchange(self._rules, self._route, self._endpoint, shard, latency, verdict)
-
-    def _end(self, endpoint: Endpoint, verdict: Verdict) -> None:
-        strategy = self._rules.strategy
-        if verdict.about_the_pod:
-            strategy.observe(endpoint, time.perf_counter() - self._started, verdict)
-        else:
-            strategy.release(endpoint)
+        return Exchange(
+            self._rules,
+            self._route,
+            self._endpoint,
+            shard,
+            latency,
+            verdict,
+            self._pod,
+            self._request.method,
+            response.status_code,
+        )
 
     def _noted(self, exc: httpx.TransportError) -> httpx.TransportError:
         port = self._route.default_port
@@ -165,7 +221,18 @@ class Exchange(Generic[T]):
     unless reading the body failed, which is then the verdict (``body_failed``).
     """
 
-    __slots__ = ("_endpoint", "_latency", "_route", "_rules", "_shard", "_verdict")
+    __slots__ = (
+        "_endpoint",
+        "_error",
+        "_latency",
+        "_method",
+        "_pod",
+        "_route",
+        "_rules",
+        "_shard",
+        "_status",
+        "_verdict",
+    )
 
     def __init__(
         self,
@@ -175,6 +242,9 @@ class Exchange(Generic[T]):
         shard: PoolShard[T],
         latency: float,
         verdict: Verdict,
+        pod: PodRecord,
+        method: str,
+        status: int,
     ) -> None:
         self._rules = rules
         self._route = route
@@ -182,12 +252,17 @@ class Exchange(Generic[T]):
         self._shard: PoolShard[T] | None = shard
         self._latency = latency
         self._verdict = verdict
+        self._pod = pod
+        self._method = method
+        self._status = status
+        self._error: str | None = str(status) if status >= 400 else None
 
     def body_failed(self, exc: BaseException) -> None:
         """Reading the body ended with ``exc``: judge it, and name the pod on the error."""
         verdict = self._rules.judge.body_error(exc)
         if verdict.about_the_pod:
             self._verdict = verdict
+            self._error = type(exc).__name__
             pod = self._endpoint.netloc(self._route.default_port)
             exc.add_note(f"while reading the response body from pod {pod} ({self._route.host})")
 
@@ -196,7 +271,16 @@ class Exchange(Generic[T]):
         shard, self._shard = self._shard, None
         if shard is None:
             return ()
-        self._rules.strategy.observe(self._endpoint, self._latency, self._verdict)
+        self._rules.conclude(
+            self._route,
+            self._endpoint,
+            self._pod,
+            self._latency,
+            self._verdict,
+            self._method,
+            status=self._status,
+            error=self._error,
+        )
         return self._rules.pools.checkin(shard)
 
 

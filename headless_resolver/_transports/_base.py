@@ -17,11 +17,14 @@ from typing import Any, ClassVar, Generic, TypedDict, TypeVar
 
 import httpx
 from httpx._types import CertTypes, ProxyTypes
+from opentelemetry.metrics import MeterProvider
 
+from headless_resolver._endpoints import Endpoint
 from headless_resolver._errors import InvalidArgument
 from headless_resolver._hosts import HostMatch, host_matcher, port_rules
+from headless_resolver._metrics import TransportRecorder, TransportStats
 from headless_resolver._resolver import HeadlessResolver
-from headless_resolver._strategies import RoundRobin, Strategy
+from headless_resolver._strategies import LeastLatency, RoundRobin, Strategy
 from headless_resolver._transports._attempt import AttemptRules
 from headless_resolver._transports._pools import (
     DEFAULT_LIMITS,
@@ -54,6 +57,8 @@ class TransportOptions(TypedDict, total=False):
     local_address: str | None
     connect_retries: int
     socket_options: Iterable[SocketOption] | None
+    meter_provider: MeterProvider | None
+    per_pod_metrics: bool
 
 
 def require_h2() -> None:
@@ -94,6 +99,8 @@ class BaseHeadlessTransport(Generic[T]):
         local_address: str | None = None,
         connect_retries: int = 0,
         socket_options: Iterable[SocketOption] | None = None,
+        meter_provider: MeterProvider | None = None,
+        per_pod_metrics: bool = True,
     ) -> None:
         if retries < 0:
             raise InvalidArgument(f"retries: {retries!r} must be >= 0")
@@ -126,7 +133,9 @@ class BaseHeadlessTransport(Generic[T]):
             shard_limits(limits, http2=http2) if self._sharded_pools else [limits],
             lock,
         )
-        self._rules = AttemptRules(self._strategy, judge, self._pools, retries)
+        self._recorder = _recorder(self._strategy, meter_provider, per_pod_metrics)
+        self._strategy.health.add_listener(self._recorder)
+        self._rules = AttemptRules(self._strategy, judge, self._pools, retries, self._recorder)
         self._passthrough: T = self._new_passthrough(limits=limits, proxy=proxy, uds=uds, **options)
 
     def _new_pod_transport(self, **options: Any) -> T:
@@ -157,3 +166,35 @@ class BaseHeadlessTransport(Generic[T]):
     def pools(self) -> list[PoolKey]:
         """``(pod IP, port, TLS name)`` of the open per-pod pools."""
         return self._pools.keys()
+
+    def stats(self) -> TransportStats:
+        """Per service and per pod: attempts, in flight, outcomes, time, ejections, retries."""
+        return self._recorder.stats()
+
+    def _stop_recording(self) -> None:
+        """Health outlives the transport when the strategy is shared: stop listening to it,
+        and stop reporting."""
+        self._strategy.health.remove_listener(self._recorder)
+        self._recorder.close()
+
+
+def _recorder(
+    strategy: Strategy, meter_provider: MeterProvider | None, per_pod: bool
+) -> TransportRecorder:
+    """Metrics of one transport: named after its strategy, with its estimates if it has any."""
+    estimate = None
+    if isinstance(strategy, LeastLatency):
+        least_latency = strategy
+
+        def estimate(endpoint: Endpoint) -> float | None:
+            rtt = least_latency.estimate(endpoint)
+            state = None if rtt is None else rtt.state
+            return None if state is None else state[0]
+
+    return TransportRecorder(
+        meter_provider,
+        per_pod=per_pod,
+        strategy=type(strategy).__name__,
+        ejected=strategy.health.ejected,
+        estimate=estimate,
+    )

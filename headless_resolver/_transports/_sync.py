@@ -177,6 +177,7 @@ class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.Ba
         if self._closed:
             return
         self._closed = True
+        self._stop_recording()
         _close(self._pools.close_all())
         self._passthrough.close()
         try:
