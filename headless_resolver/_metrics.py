@@ -21,7 +21,7 @@ import contextvars
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NamedTuple
@@ -132,6 +132,13 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         "{endpoint}",
         _SERVICE_ATTRS + _POD_ATTRS,
         "pods ejected by passive health right now (1 or 0 per pod)",
+    ),
+    Instrument(
+        f"{PREFIX}.endpoint.slow_start",
+        "ObservableUpDownCounter",
+        "{endpoint}",
+        _SERVICE_ATTRS + _POD_ATTRS,
+        "pods in slow start right now (1 or 0 per pod), with a strategy's slow_start on",
     ),
     Instrument(
         f"{PREFIX}.endpoint.ejections",
@@ -351,6 +358,7 @@ class _Instruments:
         make(f"{PREFIX}.endpoint.request_time", TransportRecorder.observe_request_time, t)
         make(f"{PREFIX}.endpoint.latency_estimate", TransportRecorder.observe_estimates, t)
         make(f"{PREFIX}.endpoint.ejected", TransportRecorder.observe_ejected, t)
+        make(f"{PREFIX}.endpoint.slow_start", TransportRecorder.observe_warming, t)
         make(f"{PREFIX}.endpoint.ejections", TransportRecorder.observe_ejections, t)
         make(f"{PREFIX}.endpoint.readmissions", TransportRecorder.observe_readmissions, t)
         make(f"{PREFIX}.retries", TransportRecorder.observe_retries, t)
@@ -701,7 +709,8 @@ class TransportRecorder:
     per-pod series outlive the pod. ``per_pod=False`` reports every instrument per service
     only, for services with thousands of pods; ``stats()`` still lists the pods.
     ``strategy`` names the strategy in the attributes; ``estimate`` reads its per-pod latency
-    estimate where it has one; ``ejected`` lists the pods health has ejected now.
+    estimate where it has one; ``ejected`` lists the pods health has ejected now, ``warming``
+    those in slow start.
     """
 
     def __init__(
@@ -712,10 +721,12 @@ class TransportRecorder:
         strategy: str,
         ejected: Callable[[], frozenset[Endpoint]],
         estimate: Callable[[Endpoint], float | None] | None = None,
+        warming: Callable[[], Mapping[Endpoint, float]] | None = None,
     ) -> None:
         self.per_pod = per_pod
         self._strategy = strategy
         self._ejected = ejected
+        self._warming = warming
         self._estimate = estimate
         self._services: dict[str, _ServiceRecord] = {}
         self._versions: dict[str, int] = {}
@@ -881,13 +892,19 @@ class TransportRecorder:
                     yield Observation(estimate, pod.attrs)
 
     def observe_ejected(self) -> Iterator[Observation]:
-        ejected = self._ejected()
+        return self._members(self._ejected())
+
+    def observe_warming(self) -> Iterator[Observation]:
+        return self._members({} if self._warming is None else self._warming())
+
+    def _members(self, chosen: Collection[Endpoint]) -> Iterator[Observation]:
+        """1 or 0 per pod for whether it is ``chosen``, or their count per service."""
         for service in list(self._services.values()):
             if self.per_pod:
                 for pod in list(service.pods.values()):
-                    yield Observation(int(pod.endpoint in ejected), pod.attrs)
+                    yield Observation(int(pod.endpoint in chosen), pod.attrs)
             else:
-                count = sum(1 for e in list(service.pods) if e in ejected)
+                count = sum(1 for e in list(service.pods) if e in chosen)
                 yield Observation(count, service.attrs)
 
     def observe_ejections(self) -> Iterator[Observation]:

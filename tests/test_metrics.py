@@ -29,6 +29,7 @@ from headless_resolver import (
     PassiveHealth,
     RoundRobin,
     ServiceNotFound,
+    SlowStart,
     SyncHeadlessTransport,
 )
 from headless_resolver._logs import RateLimitedLog
@@ -386,6 +387,35 @@ async def test_least_latency_reports_its_estimate_per_pod(
         estimates = by_pod(collect(reader)[f"{PREFIX}.endpoint.latency_estimate"])
     assert estimates.keys() == {pod.ip for pod in pods}
     assert estimates[pods[1].ip] >= 0.05 > estimates[pods[0].ip]
+
+
+async def test_a_pod_in_slow_start_is_reported_until_its_window_ends(
+    cluster: LocalCluster,
+    resolver: HeadlessResolver,
+    clock: FakeClock,
+    provider: MeterProvider,
+    reader: InMemoryMetricReader,
+) -> None:
+    pods = await cluster.add_service("web", pods=2, port=8080)
+    # A full share from the start (min_weight_percent=100): the ramp is not what is tested.
+    ramp = SlowStart(window=30.0, min_weight_percent=100.0)
+    transport = HeadlessTransport(
+        resolver, RoundRobin(slow_start=ramp, clock=clock), meter_provider=provider
+    )
+    async with client(transport) as http:
+        for _ in range(4):
+            await http.get(URL)
+        newcomer = (await cluster.scale("web", 3))[2]
+        clock.advance(10)  # the DNS answer expires: the next requests see three pods
+        await resolver.resolve(WEB)
+        for _ in range(6):
+            await http.get(URL)
+        assert newcomer.requests > 0
+        warming = by_pod(collect(reader)[f"{PREFIX}.endpoint.slow_start"])
+        assert warming == {pods[0].ip: 0, pods[1].ip: 0, newcomer.ip: 1}
+        clock.advance(30)
+        warming = by_pod(collect(reader)[f"{PREFIX}.endpoint.slow_start"])
+        assert warming[newcomer.ip] == 0
 
 
 # -- resolver -------------------------------------------------------------------------------

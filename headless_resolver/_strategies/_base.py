@@ -188,6 +188,18 @@ class BaseStrategy(Generic[TableT]):
 
     # Slow start.
 
+    def warming(self) -> dict[Endpoint, float]:
+        """The pods in slow start now, each with the fraction of its share it takes."""
+        slow_start = self.slow_start
+        if slow_start is None or not self._warming:
+            return {}
+        now = self._clock()
+        return {
+            endpoint: slow_start.factor(now - joined)
+            for endpoint, joined in list(self._warming.items())
+            if now - joined < slow_start.window
+        }
+
     def _note_arrivals(self, endpoints: tuple[Endpoint, ...], previous: TableT | None) -> None:
         """Starts the slow-start ramp of the pods that joined since ``previous``."""
         if self.slow_start is None:

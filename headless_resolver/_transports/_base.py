@@ -24,7 +24,7 @@ from headless_resolver._errors import InvalidArgument
 from headless_resolver._hosts import HostMatch, host_matcher, port_rules
 from headless_resolver._metrics import TransportRecorder, TransportStats
 from headless_resolver._resolver import HeadlessResolver
-from headless_resolver._strategies import LeastLatency, RoundRobin, Strategy
+from headless_resolver._strategies import BaseStrategy, LeastLatency, RoundRobin, Strategy
 from headless_resolver._transports._attempt import AttemptRules
 from headless_resolver._transports._pools import (
     DEFAULT_LIMITS,
@@ -197,4 +197,5 @@ def _recorder(
         strategy=type(strategy).__name__,
         ejected=strategy.health.ejected,
         estimate=estimate,
+        warming=strategy.warming if isinstance(strategy, BaseStrategy) else None,
     )
