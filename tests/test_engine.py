@@ -251,6 +251,32 @@ async def test_read_timeout_in_the_middle_of_the_body(pod: PodServer) -> None:
         await eventually(lambda: pod.open_connections == 0)
 
 
+async def test_a_shorter_read_timeout_on_a_reused_connection_still_applies(
+    pod: PodServer,
+) -> None:
+    _pool, http = pool_client(timeout=httpx.Timeout(5.0, read=30.0))
+    async with http:
+        assert (await http.get(url(pod))).status_code == 200  # the connection's timer: 30 s
+        pod.latency = 1.0
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get(url(pod), timeout=httpx.Timeout(5.0, read=0.1))
+        assert asyncio.get_running_loop().time() - started < 0.9
+    assert pod.connections_total == 1
+
+
+async def test_a_read_timeout_counts_from_its_own_wait_not_an_earlier_one(
+    pod: PodServer,
+) -> None:
+    pool, http = pool_client(timeout=httpx.Timeout(5.0, read=0.3))
+    async with http:
+        assert (await http.get(url(pod))).status_code == 200  # armed for now + 0.3 s
+        await asyncio.sleep(0.2)
+        pod.latency = 0.2  # answers 0.4 s after the first wait began, within its own 0.3
+        assert (await http.get(url(pod))).status_code == 200
+        assert pool.connections == 1
+
+
 async def test_connect_error_for_a_refusing_pod(pod: PodServer) -> None:
     pod.refuse = True
     _pool, http = pool_client()

@@ -179,12 +179,22 @@ def _attach(
 class _PodResponseStream(
     PodBody[httpx.AsyncByteStream, httpx.AsyncBaseTransport], httpx.AsyncByteStream
 ):
-    """The pod's response body: its failures are the pod's; closing it ends the attempt."""
+    """The pod's response body: its failures are the pod's; closing it ends the attempt.
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    Its own iterator rather than an async generator: one frame less per chunk, and no
+    generator for the loop to track and finalise on every response.
+    """
+
+    __slots__ = ("_chunks",)
+    _chunks: AsyncIterator[bytes]
+
+    def __aiter__(self) -> _PodResponseStream:
+        self._chunks = self._stream.__aiter__()
+        return self
+
+    async def __anext__(self) -> bytes:
         try:
-            async for chunk in self._stream:
-                yield chunk
+            return await self._chunks.__anext__()
         except httpx.TransportError as exc:
             self._exchange.body_failed(exc)
             raise

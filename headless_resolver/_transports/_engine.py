@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import socket
 import ssl
 from collections.abc import AsyncIterable, Iterable
@@ -73,6 +74,10 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._busy = False
         self._waiter: asyncio.Future[None] | None = None
+        self._deadline: float | None = None
+        """When the wait in progress times out (None: it never does)."""
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_at = math.inf
         self._drain: asyncio.Future[None] | None = None
         self._write_paused = False
         self._read_paused = False
@@ -132,6 +137,7 @@ class _Connection(asyncio.Protocol):
                 self._fail(httpx.ReadError(str(exc) or type(exc).__name__))
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
+        self._disarm()
         self._wake()
         self._pool._lost(self)
 
@@ -197,17 +203,48 @@ class _Connection(asyncio.Protocol):
         if self._error is not None:
             raise self._error
         self._waiter = waiter = self._loop.create_future()
-        timer = None if within is None else self._loop.call_later(within, _expire, waiter)
+        if within is None:
+            self._deadline = None
+        else:
+            self._deadline = deadline = self._loop.time() + within
+            if deadline < self._watchdog_at:
+                self._arm(deadline)
         try:
             await waiter
         except _Expired:
             raise httpx.ReadTimeout("timed out reading the response") from None
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
         if self._error is not None and not self.complete and not self.chunks:
             raise self._error
+
+    # One timer per connection, not one per wait: a wait only moves the deadline on. The timer
+    # fires at the earliest deadline it was armed for, and then either times the wait in
+    # progress out or is armed again for that wait's (later) deadline; with nothing waiting,
+    # it rests until the next wait. So a connection answering within its timeouts costs the
+    # loop one timer per read timeout, not two heap operations per request.
+
+    def _arm(self, deadline: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watchdog = self._loop.call_at(deadline, self._check_deadline)
+        self._watchdog_at = deadline
+
+    def _disarm(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._watchdog_at = math.inf
+
+    def _check_deadline(self) -> None:
+        self._watchdog, self._watchdog_at = None, math.inf
+        waiter, deadline = self._waiter, self._deadline
+        if waiter is None or deadline is None:
+            return
+        if self._loop.time() >= deadline:
+            _expire(waiter)
+        else:
+            self._arm(deadline)
 
     def take_body(self) -> list[bytes]:
         """The body bytes received so far; reading resumes once they are taken."""
@@ -304,6 +341,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._disarm()
         if self.transport is not None:
             self.transport.abort()
 

@@ -116,9 +116,11 @@ def pod_url(url: httpx.URL, ip: str, port: int) -> httpx.URL:
     ``copy_with`` parses the whole URL again (~25 us, most of this module's per-request cost);
     the IP and port come from an ``Endpoint``, which has validated them already.
     """
+    ref = url._uri_reference
+    port_or_none = None if port == DEFAULT_PORTS.get(ref.scheme) else port
     copy = httpx.URL.__new__(httpx.URL)
-    default = DEFAULT_PORTS.get(url.scheme)
-    copy._uri_reference = url._uri_reference._replace(
-        host=ip, port=None if port == default else port
+    # positional: a named tuple's ``_replace`` costs four times as much
+    copy._uri_reference = type(ref)(
+        ref.scheme, ref.userinfo, ip, port_or_none, ref.path, ref.query, ref.fragment
     )
     return copy
