@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 
 import pytest
 
-from headless_resolver import HeadlessTransport
+from headless_resolver import HeadlessResolver, HeadlessTransport
 from headless_resolver.testing import LocalCluster
 from headless_resolver.testing._model import ServiceSpec
+from tests.clocks import FakeClock
 from tests.servers import (
     AuthoritativeServer,
     BindServer,
@@ -69,6 +70,18 @@ async def cluster() -> AsyncIterator[LocalCluster]:
     that need another TTL or ready-made services define their own ``cluster``."""
     async with LocalCluster(ttl=5) as local:
         yield local
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def resolver(cluster: LocalCluster, clock: FakeClock) -> AsyncIterator[HeadlessResolver]:
+    """A resolver of the ``cluster``'s DNS on the fake ``clock``."""
+    async with HeadlessResolver([cluster.nameserver], clock=clock) as resolver:
+        yield resolver
 
 
 @pytest.fixture

@@ -26,11 +26,6 @@ def tracked(health: PassiveHealth, endpoints: list[Endpoint], name: str = "web")
     health.track(name, frozenset(endpoints))
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 def test_one_refused_connection_ejects_for_base_ejection_then_readmits(clock: FakeClock) -> None:
     health = PassiveHealth(clock=clock)
     a, b, c = pods(3)

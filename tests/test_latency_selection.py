@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 
 from headless_resolver import (
     HeadlessResolver,
@@ -30,17 +28,6 @@ URL = f"http://{WEB}:8080/"
 
 Sent = list[tuple[float, str]]
 """``(seconds since the traffic started, pod that answered)``."""
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def resolver(cluster: LocalCluster, clock: FakeClock) -> AsyncIterator[HeadlessResolver]:
-    async with HeadlessResolver([cluster.nameserver], clock=clock) as resolver:
-        yield resolver
 
 
 def client(resolver: HeadlessResolver, strategy: Strategy) -> httpx.AsyncClient:

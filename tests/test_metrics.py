@@ -59,11 +59,6 @@ def provider(reader: InMemoryMetricReader) -> Iterator[MeterProvider]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 async def resolver(
     cluster: LocalCluster, clock: FakeClock, provider: MeterProvider
 ) -> AsyncIterator[HeadlessResolver]:

@@ -53,11 +53,6 @@ async def cluster() -> AsyncIterator[LocalCluster]:
         yield cluster
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 # -- DNS outage --------------------------------------------------------------------------------
 
 

@@ -36,17 +36,6 @@ WEB = "web.default.svc.cluster.local"
 URL = f"http://{WEB}:8080/"
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def resolver(cluster: LocalCluster, clock: FakeClock) -> AsyncIterator[HeadlessResolver]:
-    async with HeadlessResolver([cluster.nameserver], clock=clock) as resolver:
-        yield resolver
-
-
 def client(
     transport: HeadlessTransport,
     *,
