@@ -237,13 +237,14 @@ async def slow_pod(lab: LocalTarget, sizes: Sizes, report: Report) -> None:
     warmup = sizes.seconds / 4
     rows = []
     capacity: dict[str, float] = {}
+    # Every strategy over the five pods and over the four fast ones alone, in both loops.
+    cases = {
+        f"{name} {label}": (service, make)
+        for name, make in STRATEGIES.items()
+        for label, service in (("five", five), ("four", four))
+    }
     for concurrency in (10, 50):
         progress(f"1. closed loop c={concurrency}")
-        cases = {
-            f"{name} {label}": (service, make)
-            for name, make in STRATEGIES.items()
-            for label, service in (("five", five), ("four", four))
-        }
         measured = await interleaved(
             lab.nameserver,
             cases,
@@ -286,11 +287,6 @@ async def slow_pod(lab: LocalTarget, sizes: Sizes, report: Report) -> None:
     rows = []
     for rate in rates:
         progress(f"2. open loop {rate:.0f}/s")
-        cases = {
-            f"{name} {label}": (service, make)
-            for name, make in STRATEGIES.items()
-            for label, service in (("five", five), ("four", four))
-        }
         measured = await interleaved(
             lab.nameserver,
             cases,
