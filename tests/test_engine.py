@@ -195,6 +195,38 @@ async def test_a_streamed_body_arrives_after_a_slow_start(pod: PodServer) -> Non
         assert pool.idle_connections == 1
 
 
+async def test_a_body_received_with_its_head_frees_the_connection_before_it_is_read(
+    pod: PodServer,
+) -> None:
+    pool, http = pool_client()
+    async with http:
+        async with http.stream("GET", url(pod)) as first, http.stream("GET", url(pod)) as second:
+            # the first answer came whole: its connection served the second while it is unread
+            assert (pool.connections, pool.idle_connections) == (1, 1)
+            assert (await first.aread()).startswith(b"{")
+            assert b"".join([chunk async for chunk in second.aiter_raw()]).startswith(b"{")
+        pod.body_delay = 0.2
+        async with http.stream("GET", url(pod)) as late:
+            assert pool.idle_connections == 0  # its body is still on the way
+            assert (await late.aread()).startswith(b"{")
+        assert pool.idle_connections == 1
+    assert pod.connections_total == 1
+
+
+async def test_a_pool_given_the_pods_address_sends_the_request_there_as_it_is() -> None:
+    server_context, ca = make_tls([SERVICE])
+    async with PodServer("127.0.0.27", ssl_context=server_context()) as tls_pod:
+        pool = PodConnectionPool(
+            verify=ssl.create_default_context(cafile=str(ca)),
+            address=(tls_pod.ip, tls_pod.port, SERVICE),
+        )
+        async with httpx.AsyncClient(transport=pool, trust_env=False) as http:
+            response = await http.get(f"https://{SERVICE}/path")
+        seen = response.json()
+        assert (seen["host"], seen["sni"], seen["path"]) == (SERVICE, SERVICE, "/path")
+        assert str(response.request.url) == f"https://{SERVICE}/path"
+
+
 @pytest.mark.parametrize("method", ["HEAD", "GET"])
 @pytest.mark.parametrize("status", [200, 204, 304])
 async def test_answers_without_a_body_leave_the_connection_usable(

@@ -360,7 +360,7 @@ async def test_a_gone_pod_pool_closes_after_its_in_flight_request(
     async with client(transport) as http:
         await asyncio.gather(http.get(URL), http.get(URL))
         slow = next(p for p in pods if p.hostname == "web-1")
-        slow.latency = 0.3
+        slow.body_delay = 1.0  # its head comes at once, its body a second later
         async with http.stream("GET", URL) as first, http.stream("GET", URL) as second:
             streaming = first if first.headers["x-pod"] == "web-1" else second
             scaling = asyncio.create_task(cluster.scale("web", 1, grace=30))

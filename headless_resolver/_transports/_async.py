@@ -12,7 +12,8 @@ from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import Strategy
 from headless_resolver._transports._attempt import Attempts, Exchange, PodBody, resolution_failed
 from headless_resolver._transports._base import BaseHeadlessTransport, TransportOptions
-from headless_resolver._transports._engine import PodConnectionPool
+from headless_resolver._transports._engine import PodConnectionPool, WholeBody
+from headless_resolver._transports._routes import PoolKey
 
 Engine = Literal["auto", "llhttp", "httpcore"]
 """Who keeps the pod connections: see ``HeadlessTransport``'s ``engine``."""
@@ -111,6 +112,7 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncBaseTransport], httpx.A
             "llhttp" if engine != "httpcore" and http1_only else "httpcore"
         )
         self._sharded_pools = self._engine == "httpcore"
+        self._addressed_pools = self._engine == "llhttp"
         super().__init__(resolver, strategy, **options)
 
     @property
@@ -118,9 +120,9 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncBaseTransport], httpx.A
         """The engine of the pod pools: ``"llhttp"`` or ``"httpcore"``."""
         return self._engine
 
-    def _new_pod_transport(self, **options: Any) -> httpx.AsyncBaseTransport:
+    def _new_pod_transport(self, key: PoolKey, **options: Any) -> httpx.AsyncBaseTransport:
         if self._engine == "llhttp":
-            return PodConnectionPool(**options)
+            return PodConnectionPool(address=key, **options)
         return httpx.AsyncHTTPTransport(**options)
 
     def _new_passthrough(self, **options: Any) -> httpx.AsyncBaseTransport:
@@ -149,8 +151,11 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncBaseTransport], httpx.A
             except BaseException as exc:
                 await _close(self._pools.checkin(shard))
                 attempts.failed(exc)
-            else:
-                return _attach(response, attempts.answered(response, shard))
+                continue
+            if isinstance(response.stream, WholeBody):  # nothing left to read: it is over
+                await _close(attempts.answered_whole(response, shard))
+                return response
+            return _attach(response, attempts.answered(response, shard))
 
     async def aclose(self) -> None:
         """Close every pod pool, the pass-through transport, and the resolver if we made it."""

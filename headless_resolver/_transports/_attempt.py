@@ -73,6 +73,9 @@ class AttemptRules(Generic[T]):
     pools: PodPools[T]
     retries: int
     recorder: TransportRecorder
+    addressed: bool = False
+    """Whether each pod transport knows its pod's address (and TLS name), and so takes the
+    caller's request as it is, instead of a copy addressed to the pod (``pod_request``)."""
 
     def conclude(
         self,
@@ -150,8 +153,10 @@ class Attempts(Generic[T]):
             raise self._noted(self._last_error) from None  # says more than "none left"
         self.tried.append(endpoint)
         self._endpoint = endpoint
+        request = self._request
         try:
-            request = pod_request(self._request, self._route, endpoint)
+            if not self._rules.addressed:
+                request = pod_request(request, self._route, endpoint)
             shard = self._rules.pools.checkout(self._route, endpoint)
         except BaseException:
             strategy.release(endpoint)
@@ -207,6 +212,27 @@ class Attempts(Generic[T]):
             self._request.method,
             response.status_code,
         )
+
+    def answered_whole(self, response: httpx.Response, shard: PoolShard[T]) -> Sequence[T]:
+        """The pod answered with the whole body at once: the attempt is over, and its verdict
+        (the status's) is in. Returns pod transports the caller must close."""
+        assert self._endpoint is not None
+        assert self._pod is not None
+        response.request = request = self._request
+        latency = time.perf_counter() - self._started
+        status = response.status_code
+        rules = self._rules
+        rules.conclude(
+            self._route,
+            self._endpoint,
+            self._pod,
+            latency,
+            rules.judge.answer(status),
+            request.method,
+            status=status,
+            error=str(status) if status >= 400 else None,
+        )
+        return rules.pools.checkin(shard)
 
     def _noted(self, exc: httpx.TransportError) -> httpx.TransportError:
         port = self._route.default_port

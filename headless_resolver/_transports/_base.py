@@ -8,7 +8,6 @@ twin adds only its I/O: how it sends to a pod, closes a pod transport, and waits
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
 import ssl
 import threading
@@ -77,6 +76,9 @@ class BaseHeadlessTransport(Generic[T]):
     """Whether requests come from many threads at once (the bookkeeping then takes a lock)."""
     _sharded_pools: bool = True
     """Whether a pod's pool is split into shards (httpcore's bookkeeping grows with a pool)."""
+    _addressed_pools: bool = False
+    """Whether a pod transport is made for its pod's address and takes the caller's request
+    as it is (``AttemptRules.addressed``)."""
 
     def __init__(
         self,
@@ -119,7 +121,6 @@ class BaseHeadlessTransport(Generic[T]):
             retries=connect_retries,
             socket_options=None if socket_options is None else list(socket_options),
         )
-        new_transport = functools.partial(self._new_pod_transport, **options)
         self._owns_resolver = resolver is None
         self._resolver = self._open_resolver(resolver)
         lock = threading.Lock() if self._threaded else contextlib.nullcontext()
@@ -129,22 +130,24 @@ class BaseHeadlessTransport(Generic[T]):
         )
         self._pools: PodPools[T] = PodPools(
             self._routes,
-            lambda limits: new_transport(limits=limits),
+            lambda key, limits: self._new_pod_transport(key, limits=limits, **options),
             shard_limits(limits, http2=http2) if self._sharded_pools else [limits],
             lock,
         )
         self._recorder = _recorder(self._strategy, meter_provider, per_pod_metrics)
         self._strategy.health.add_listener(self._recorder)
-        self._rules = AttemptRules(self._strategy, judge, self._pools, retries, self._recorder)
+        self._rules = AttemptRules(
+            self._strategy, judge, self._pools, retries, self._recorder, self._addressed_pools
+        )
         self._passthrough: T = self._new_passthrough(limits=limits, proxy=proxy, uds=uds, **options)
 
-    def _new_pod_transport(self, **options: Any) -> T:
-        """A transport to one pod, with httpx's transport options."""
+    def _new_pod_transport(self, key: PoolKey, **options: Any) -> T:
+        """A transport to the pod at ``key`` (IP, port, TLS name), with httpx's options."""
         raise NotImplementedError
 
     def _new_passthrough(self, **options: Any) -> T:
         """The transport for hosts passed through (with ``proxy`` and ``uds``)."""
-        return self._new_pod_transport(**options)
+        raise NotImplementedError
 
     def _open_resolver(self, resolver: HeadlessResolver | None) -> HeadlessResolver:
         """The resolver to use: ``resolver``, or one the twin makes where it can close it."""

@@ -346,6 +346,31 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+class WholeBody(httpx.AsyncByteStream):
+    """A response body received in full with its head: nothing left to read from the pod.
+
+    Its connection is back in the pool before the caller sees the response, so closing the
+    body costs nothing, and the transport above knows the attempt is over already.
+    """
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks: list[bytes] | None = chunks
+
+    def __aiter__(self) -> WholeBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunks, self._chunks = self._chunks, None
+        if not chunks:
+            raise StopAsyncIteration
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def aclose(self) -> None:
+        self._chunks = None
+
+
 class _ResponseBody(httpx.AsyncByteStream):
     """A response body read from its connection; closing it hands the connection back."""
 
@@ -397,7 +422,10 @@ class PodConnectionPool(httpx.AsyncBaseTransport):
     - ``limits``: ``max_connections`` (beyond it requests wait, at most the ``pool``
       timeout, then ``httpx.PoolTimeout``), ``max_keepalive_connections`` and
       ``keepalive_expiry`` (idle connections are closed when it passes);
-    - ``local_address``, ``socket_options``, and ``retries`` (connect attempts after the first).
+    - ``local_address``, ``socket_options``, and ``retries`` (connect attempts after the first);
+    - ``address``: ``(ip, port, server name)`` of the pod. Given, every request goes there
+      whatever its URL's host, and TLS names the server name: the caller's request is sent
+      as it is, with no copy per attempt. Without it, the URL says where to connect.
 
     A connection the pod closed while idle is never reused; a reused one found closed before
     any answer is replaced once for an idempotent request. A response's connection goes back to
@@ -415,6 +443,7 @@ class PodConnectionPool(httpx.AsyncBaseTransport):
         local_address: str | None = None,
         retries: int = 0,
         socket_options: Iterable[SocketOption] | None = None,
+        address: tuple[str, int, str] | None = None,
     ) -> None:
         if http2 or not http1:
             raise InvalidArgument("PodConnectionPool speaks HTTP/1.1 only: use httpx for HTTP/2")
@@ -426,6 +455,7 @@ class PodConnectionPool(httpx.AsyncBaseTransport):
         self._local_address = local_address
         self._retries = retries
         self._socket_options = list(socket_options or ())
+        self._address = address
         self._idle: list[_Connection] = []
         self._connections: set[_Connection] = set()
         self._count = 0
@@ -465,15 +495,20 @@ class PodConnectionPool(httpx.AsyncBaseTransport):
                 raise
             if conn._head_only:
                 conn.reset_parser()
-            return httpx.Response(
+            stream: httpx.AsyncByteStream
+            if conn.complete:  # the whole body came with the head: the connection is free now
+                stream = WholeBody(conn.take_body())
+            else:
+                stream = _ResponseBody(self, conn, timeouts.get("read"))
+            response = httpx.Response(
                 conn.status,
                 headers=conn.headers,
-                stream=_ResponseBody(self, conn, timeouts.get("read")),
-                extensions={
-                    "http_version": b"HTTP/1.1",
-                    "reason_phrase": conn.reason,
-                },
+                stream=stream,
+                extensions={"http_version": b"HTTP/1.1", "reason_phrase": conn.reason},
             )
+            if conn.complete:
+                self._checkin(conn, True)
+            return response
 
     # connections in and out
 
@@ -579,11 +614,16 @@ class PodConnectionPool(httpx.AsyncBaseTransport):
 
     async def _connect(self, request: httpx.Request, within: float | None) -> _Connection:
         url = request.url
-        host, port = url.host, url.port or (443 if url.scheme == "https" else 80)
         server_name = None
-        if url.scheme == "https":
-            sni = request.extensions.get("sni_hostname")
-            server_name = sni.decode("ascii") if isinstance(sni, bytes) else (sni or host)
+        if self._address is not None:
+            host, port, name = self._address
+            if url.scheme == "https":
+                server_name = name
+        else:
+            host, port = url.host, url.port or (443 if url.scheme == "https" else 80)
+            if url.scheme == "https":
+                sni = request.extensions.get("sni_hostname")
+                server_name = sni.decode("ascii") if isinstance(sni, bytes) else (sni or host)
         delay = 0.0
         for attempt in range(self._retries + 1):
             try:

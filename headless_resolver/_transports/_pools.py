@@ -100,15 +100,15 @@ class PodPools(Generic[T]):
     them open; so a shard idle for ``keepalive_expiry`` (every connection it holds has
     expired) is closed the next time the pod's pool is used, last shard first, as httpcore
     closes expired connections. A pool whose pod left the set is closed once its in-flight
-    requests have finished. ``new_shard`` makes a pod transport with the given limits (the
-    per-pod engine); ``lock`` guards the bookkeeping (the async transport passes a no-op one)
-    and must be the one ``routes`` uses.
+    requests have finished. ``new_shard`` makes a pod transport for a key with the given
+    limits (the per-pod engine); ``lock`` guards the bookkeeping (the async transport passes
+    a no-op one) and must be the one ``routes`` uses.
     """
 
     def __init__(
         self,
         routes: Routes,
-        new_shard: Callable[[httpx.Limits], T],
+        new_shard: Callable[[PoolKey, httpx.Limits], T],
         shards: Sequence[httpx.Limits],
         lock: AbstractContextManager[object],
     ) -> None:
@@ -160,7 +160,7 @@ class PodPools(Generic[T]):
             shards = pool.shards
             shard = min(shards, key=_in_flight) if shards else None
             if shard is None or (shard.in_flight and len(shards) < len(self._shard_limits)):
-                shard = PoolShard(pool, self._new_shard(self._shard_limits[len(shards)]))
+                shard = PoolShard(pool, self._new_shard(key, self._shard_limits[len(shards)]))
                 shards.append(shard)
             shard.in_flight += 1
             pool.in_flight += 1

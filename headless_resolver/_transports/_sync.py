@@ -16,7 +16,7 @@ from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import Strategy
 from headless_resolver._transports._attempt import Attempts, Exchange, PodBody, resolution_failed
 from headless_resolver._transports._base import BaseHeadlessTransport, TransportOptions
-from headless_resolver._transports._routes import Route
+from headless_resolver._transports._routes import PoolKey, Route
 
 T = TypeVar("T")
 
@@ -122,7 +122,10 @@ class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.Ba
         self._closed = False
         super().__init__(resolver, strategy, **options)
 
-    def _new_pod_transport(self, **options: Any) -> httpx.HTTPTransport:
+    def _new_pod_transport(self, key: PoolKey, **options: Any) -> httpx.HTTPTransport:
+        return httpx.HTTPTransport(**options)
+
+    def _new_passthrough(self, **options: Any) -> httpx.HTTPTransport:
         return httpx.HTTPTransport(**options)
 
     def _open_resolver(self, resolver: HeadlessResolver | None) -> HeadlessResolver:
