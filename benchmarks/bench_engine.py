@@ -9,6 +9,9 @@ Every client sends the same GETs after a warm-up at the same concurrency:
   cost of httpx's own front end (client, request, response), no network;
 - ``aiohttp``: ``aiohttp.ClientSession`` sending to the 3 pods' addresses in turn, service name
   in ``Host``;
+- ``engine, no routing``: ``httpx.AsyncClient`` over one ``PodConnectionPool`` per pod,
+  sending to the pods' addresses in turn: httpx's front end and the pod engine with no
+  resolution, pick, health or metrics, the floor for any routing over this engine;
 - ``headless/llhttp`` and ``headless/httpcore``: ``HeadlessTransport`` + ``RoundRobin`` on each
   engine (limits 100/100);
 - ``httpx`` and ``httpx/keep100``: plain ``httpx.AsyncClient`` over the service name (system
@@ -45,7 +48,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _engines import candidates
+from _engines import PerPod, candidates
 from bench_transport import serve_pods
 
 from headless_resolver import (
@@ -210,9 +213,30 @@ async def open_aiohttp(lab: Lab) -> AsyncIterator[Send]:
         yield send
 
 
+def open_engine(make: Callable[[], httpx.AsyncBaseTransport]) -> Opener:
+    """httpx.AsyncClient over a candidate engine, sending to the pods' addresses in turn."""
+
+    @asynccontextmanager
+    async def open_(lab: Lab) -> AsyncIterator[Send]:
+        urls = [f"http://{ip}:{lab.port}/" for ip in lab.pod_ips]
+        headers = {"host": lab.host}
+        turn = iter(range(1 << 62))
+        async with httpx.AsyncClient(transport=make(), trust_env=False) as client:
+
+            async def send() -> object:
+                response = await client.get(urls[next(turn) % len(urls)], headers=headers)
+                response.raise_for_status()
+                return response.headers["x-pod"]
+
+            yield send
+
+    return open_
+
+
 ASYNC_CLIENTS: dict[str, Opener] = {
     "mock": open_mock,
     "aiohttp": open_aiohttp,
+    "engine, no routing": open_engine(PerPod),
     "headless/llhttp": open_headless("llhttp"),
     "headless/httpcore": open_headless("httpcore"),
     "httpx": open_httpx(DEFAULT),
@@ -342,26 +366,6 @@ def service_host(name: str) -> str:
     return f"{name}.default.svc.cluster.local"
 
 
-def open_engine(make: Callable[[], httpx.AsyncBaseTransport]) -> Opener:
-    """httpx.AsyncClient over a candidate engine, sending to the pods' addresses in turn."""
-
-    @asynccontextmanager
-    async def open_(lab: Lab) -> AsyncIterator[Send]:
-        urls = [f"http://{ip}:{lab.port}/" for ip in lab.pod_ips]
-        headers = {"host": lab.host}
-        turn = iter(range(1 << 62))
-        async with httpx.AsyncClient(transport=make(), trust_env=False) as client:
-
-            async def send() -> object:
-                response = await client.get(urls[next(turn) % len(urls)], headers=headers)
-                response.raise_for_status()
-                return response.headers["x-pod"]
-
-            yield send
-
-    return open_
-
-
 async def compare_engines(nameserver: str, ports: dict[str, int], total: int, rounds: int) -> None:
     """The candidates for the pod engine, each under the same httpx front end."""
     lab = await Lab.found(nameserver, service_host("web"), ports["web"])
@@ -408,10 +412,12 @@ async def bench(nameserver: str, ports: dict[str, int], total: int, rounds: int)
         cpu = cell.cpu_ratio("headless/llhttp", "mock")
         vs_aiohttp = cell.rate_ratio("headless/llhttp", "aiohttp")
         vs_old = cell.rate_ratio("headless/llhttp", "headless/httpcore")
+        floor = cell.rate_ratio("engine, no routing", "aiohttp")
         where = f"c={concurrency}"
         targets += [
             f"  {verdict(cpu <= 2.0)} 1. cpu/request <= 2.0x mock front end, {where}: {cpu:.2f}x",
-            f"  {verdict(vs_aiohttp >= 0.5)} 2. req/s >= 0.5x aiohttp, {where}: {vs_aiohttp:.2f}x",
+            f"  {verdict(vs_aiohttp >= 0.5)} 2. req/s >= 0.5x aiohttp, {where}: {vs_aiohttp:.2f}x"
+            f" (httpx over the pod pools with no routing at all: {floor:.2f}x)",
             f"  {verdict(vs_old >= 3.0)} 2. req/s >= 3x httpcore engine, {where}: {vs_old:.2f}x",
         ]
     solo = await Lab.found(nameserver, service_host("solo"), ports["solo"])

@@ -232,7 +232,7 @@ class PassiveHealth:
         """Counts one attempt's verdict."""
         if verdict.broke_connection:
             self._count_failure(endpoint, connect=True)
-        elif not verdict:
+        elif verdict is not Verdict.OK:
             if verdict.about_the_pod:
                 self._count_failure(endpoint, connect=False)
         elif endpoint in self._records:

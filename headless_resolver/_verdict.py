@@ -37,18 +37,18 @@ class Verdict(enum.Enum):
     BODY_CUT_SHORT = "body cut short"
     NOT_THE_PODS = "not the pod's doing"
 
+    broke_connection: bool
+    """The pod refused or cut the connection: counted with ``consecutive_connect_failures``."""
+    about_the_pod: bool
+    """Whether the outcome says anything about the pod at all."""
+
+    def __init__(self, label: str) -> None:
+        # Plain attributes, not properties: read on every attempt.
+        self.broke_connection = label in ("connect failure", "body cut short")
+        self.about_the_pod = label != "not the pod's doing"
+
     def __bool__(self) -> bool:
         return self is Verdict.OK
-
-    @property
-    def broke_connection(self) -> bool:
-        """The pod refused or cut the connection: counted with ``consecutive_connect_failures``."""
-        return self is Verdict.CONNECT_FAILURE or self is Verdict.BODY_CUT_SHORT
-
-    @property
-    def about_the_pod(self) -> bool:
-        """Whether the outcome says anything about the pod at all."""
-        return self is not Verdict.NOT_THE_PODS
 
     @classmethod
     def of(cls, ok: bool | Verdict, status: int | None = None) -> Verdict:

@@ -149,11 +149,13 @@ class BaseStrategy(Generic[TableT]):
     ) -> None:
         if not (latency_s >= 0 and math.isfinite(latency_s)):
             raise InvalidArgument(f"latency_s must be a finite number >= 0, got {latency_s!r}")
-        verdict = Verdict.of(ok, status)
-        self._finish(endpoint, latency_s, bool(verdict))
-        self.health.record(endpoint, verdict)
-        if verdict and self.health.latency_ejection is not None:
-            self.health.record_latency(endpoint, latency_s)
+        verdict = ok if type(ok) is Verdict else Verdict.of(ok, status)
+        success = verdict is Verdict.OK
+        self._finish(endpoint, latency_s, success)
+        health = self.health
+        health.record(endpoint, verdict)
+        if success and health.latency_ejection is not None:
+            health.record_latency(endpoint, latency_s)
 
     def release(self, endpoint: Endpoint) -> None:
         self._release(endpoint)

@@ -96,7 +96,7 @@ class AttemptRules(Generic[T]):
         else:
             self.strategy.release(endpoint)
         self.recorder.finished(pod, verdict, latency, method, status=status, error=error)
-        if not verdict:
+        if verdict is not Verdict.OK:
             logger.debug(
                 "%s: attempt on %s: %s after %.1f ms (%s)",
                 route.host,
