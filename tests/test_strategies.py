@@ -659,15 +659,15 @@ def test_a_probe_that_finds_the_pod_fast_restores_the_probe_interval() -> None:
     assert estimate.backoff == 0
 
 
-def test_with_probe_a_due_pod_is_queued_for_one_probe_instead_of_taking_the_request() -> None:
+def test_with_probe_a_due_pod_that_loses_the_pick_is_queued_for_one_probe() -> None:
     clock = FakeClock()
     strategy = LeastLatency(clock=clock, rng=random.Random(3), probe="/healthz")
     endpoints = service(pods(2))
     busy, idle = endpoints
-    warmed(strategy, endpoints, lambda _: 0.010)
-    clock.advance(2.0)
+    warmed(strategy, endpoints, lambda i: 0.010 if i == 0 else 0.020)
+    clock.advance(4.0)  # idle's samples were slow: due after 4 probe intervals
     strategy.observe(strategy.pick(endpoints, exclude=[idle]), 0.010, ok=True)
-    assert released_picks(strategy, endpoints, 20) == {busy: 20}, "idle is due: not a user's"
+    assert released_picks(strategy, endpoints, 20) == {busy: 20}, "no request explores idle"
     assert strategy.take_probes() == [idle]
     estimate = strategy.estimate(idle)
     assert estimate is not None
@@ -675,15 +675,10 @@ def test_with_probe_a_due_pod_is_queued_for_one_probe_instead_of_taking_the_requ
     released_picks(strategy, endpoints, 20)
     assert strategy.take_probes() == (), "queued once while its probe is pending"
     strategy.observe(idle, 0.010, ok=True)  # the probe's answer
-    clock.advance(0.5)
-    strategy.pick(endpoints, exclude=[idle])  # busy: one in flight
-    assert strategy.pick(endpoints) == idle, "measured: it competes by the rule again"
-    assert strategy.take_probes() == ()
-    strategy.release(busy)
-    strategy.release(idle)
-    clock.advance(1.0)
-    strategy.observe(strategy.pick(endpoints, exclude=[idle]), 0.010, ok=True)
-    clock.advance(0.6)
+    clock.advance(0.9)
+    released_picks(strategy, endpoints, 20)
+    assert strategy.take_probes() == (), "probed 0.9 s ago: not due yet"
+    clock.advance(0.1)
     released_picks(strategy, endpoints, 20)
     assert strategy.take_probes() == [idle], "not chosen for probe_interval again: one probe"
 

@@ -167,10 +167,11 @@ class LeastLatency(LatencyTracking):
     paid for opening the connection), and until then it is probed whenever a pick draws it idle.
 
     With ``probe`` set (a path such as ``"/healthz"``), no user request is spent on exploring:
-    an endpoint due for a probe is left out of the pick, which goes to the other candidates,
-    and is queued for an active probe instead, once per due period (``take_probes``). The
-    transport sends it ``GET probe``, judged like any attempt. A pick that has no other
-    candidate still takes it: probing never fails a request.
+    an endpoint due for a probe competes on its estimate like any candidate (one without a
+    sample waits behind measured ones, as while its first answer is pending); when it loses,
+    it is queued for an active probe, once per due period (``take_probes``), and the
+    transport sends it ``GET probe``, judged like any attempt. A pick with no other candidate
+    still takes it: probing never fails a request.
 
     A failure counts as a sample of at least ``failure_penalty`` seconds, so a pod that fails
     fast does not look fast. Random candidates, never the global minimum, keep independent
@@ -329,8 +330,8 @@ class LeastLatency(LatencyTracking):
 
     def _choose(self, candidates: list[tuple[Endpoint, RttEstimate]], stats: SetStats) -> Endpoint:
         """The hot-cold rule over drawn candidates (the first of equals: they come in random
-        order), after a due probe; notes the winner's choice time. With ``probe``, candidates due
-        for a probe are queued for one and left out, unless no other candidate is left."""
+        order), after a due probe; notes the winner's choice time. With ``probe``, a candidate due
+        for a probe competes on its estimate, and is queued for a probe when it loses."""
         now = self._clock()
         load = stats.load
         threshold = self.hot_factor * (load if load > 1.0 else 1.0)
@@ -353,8 +354,7 @@ class LeastLatency(LatencyTracking):
                     break
                 if due is None:
                     due = []
-                due.append((endpoint, estimate))
-                continue
+                due.append((endpoint, estimate))  # probed unless it wins on its estimate
             state = estimate.state
             if state is None or (pending and now - state[1] >= self.probe_interval):
                 hot = 2  # first measured, or measured again after a while: wait for the answer
@@ -378,10 +378,9 @@ class LeastLatency(LatencyTracking):
                 best_hot, best_latency, best_pending = hot, latency, pending
         stats.load = max(load, 0.0)
         if due is not None:
-            if best is None:  # no other candidate: this request measures it after all
-                best_endpoint, best = due.pop(0)
             for endpoint, estimate in due:
-                self._queue_probe(endpoint, estimate, now)
+                if estimate is not best:
+                    self._queue_probe(endpoint, estimate, now)
         if best is not None:
             best.sent_at = now
         return best_endpoint
