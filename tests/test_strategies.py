@@ -432,7 +432,13 @@ def test_least_latency_forgets_endpoints_that_left_the_set() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"decay": 0}, {"default_rtt": 0}, {"failure_penalty": -1}, {"probe": "healthz"}],
+    [
+        {"decay": 0},
+        {"default_rtt": 0},
+        {"failure_penalty": -1},
+        {"probe": "healthz"},
+        {"probe": "//other-host/healthz"},
+    ],
 )
 def test_least_latency_refuses_nonsense_configuration(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message

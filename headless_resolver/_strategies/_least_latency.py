@@ -233,8 +233,11 @@ class LeastLatency(LatencyTracking):
             raise InvalidArgument("tolerance and failure_penalty must be >= 0")
         if max_in_flight is not None and max_in_flight < 1:
             raise InvalidArgument(f"max_in_flight must be at least 1, got {max_in_flight!r}")
-        if probe is not None and not (isinstance(probe, str) and probe.startswith("/")):
-            raise InvalidArgument(f"probe must be a path starting with '/', got {probe!r}")
+        if probe is not None and not (
+            isinstance(probe, str) and probe.startswith("/") and not probe.startswith("//")
+        ):
+            # "//host/path" would be another host's URL, not a path of the pod's
+            raise InvalidArgument(f"probe must be a path starting with one '/', got {probe!r}")
         super().__init__(health=health, rng=rng, slow_start=slow_start, clock=clock)
         self.choices = choices
         self.smoothing = smoothing
