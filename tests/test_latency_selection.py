@@ -216,8 +216,8 @@ async def test_a_failing_probe_counts_against_the_pod_like_any_attempt(
 
         await asyncio.wait_for(traffic(), timeout=5.0)
     assert target.paths["/"] == served, "ejected by its probes, no user request reached it"
-    if failure == "503":
-        assert target.paths["/healthz"] >= probed + 2
+    if failure == "503":  # a probe received before the switch may answer 503 as well
+        assert target.paths["/healthz"] >= probed + 1
     assert target.requests == target.paths["/"] + target.paths["/healthz"]
 
 
