@@ -82,6 +82,12 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncBaseTransport], httpx.A
     the caller sees is httpx's own, with a note naming the pods tried (``ip:port``), or the
     pod whose body was cut short.
 
+    Probes: with ``LeastLatency(probe="/healthz")`` the pods its picks pass by are measured by
+    ``GET /healthz``, sent as tasks of the transport's own beside the request that made the
+    pick, Host and TLS name the service's, within ``PROBE_TIMEOUT`` per wait, never retried;
+    they are judged like attempts, counted as ``PodStats.probes`` (not as requests), and
+    ``aclose()`` cancels those under way. A probe's failure never reaches a caller.
+
     Errors that are not httpx's: ``InvalidServiceName`` (also a ``ValueError``) for a URL
     whose host cannot be a service name, and whatever a ``Sticky`` key callable raises.
     Resolution failures are ``httpx.ConnectError`` with the resolver's error as the cause.

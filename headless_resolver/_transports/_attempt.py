@@ -336,6 +336,7 @@ class Probe(Generic[T]):
     __slots__ = (
         "_answered",
         "_endpoint",
+        "_endpoints",
         "_error",
         "_latency",
         "_route",
@@ -358,6 +359,7 @@ class Probe(Generic[T]):
     ) -> None:
         self._rules = rules
         self._route = route
+        self._endpoints = endpoints
         self._endpoint = endpoint
         probe = httpx.Request("GET", url.join(path), extensions={"timeout": _PROBE_TIMEOUTS})
         self.request = pod_request(probe, route, endpoint)
@@ -367,11 +369,12 @@ class Probe(Generic[T]):
         self.concluded = False
         self._verdict = Verdict.NOT_THE_PODS
         self._error: str | None = None
-        rules.recorder.probed(endpoints, endpoint, route.host, route.default_port)
 
     def start(self) -> PoolShard[T]:
         """A shard of the pod's pool to send ``request`` through."""
-        self._shard = self._rules.pools.checkout(self._route, self._endpoint)
+        route = self._route
+        self._rules.recorder.probed(self._endpoints, self._endpoint, route.host, route.default_port)
+        self._shard = self._rules.pools.checkout(route, self._endpoint)
         self._started = time.perf_counter()
         return self._shard
 

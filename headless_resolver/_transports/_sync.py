@@ -113,11 +113,11 @@ class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.Ba
     ``close()`` closes what this transport made: its pools, and the resolver if it made it.
     A resolver passed in stays open for the other clients sharing it; the thread it runs on
     stops with its last transport, and its owner may then close it
-    (``asyncio.run(resolver.aclose())``). The probes of ``LeastLatency(probe=...)`` are sent from
-    up to ``PROBE_THREADS`` threads of the transport's, started with the first probe;
+    (``asyncio.run(resolver.aclose())``). The probes of ``LeastLatency(probe=...)`` go from up
+    to ``PROBE_THREADS`` threads of the transport's own, started with the first probe;
     ``close()`` waits for the probes under way (each wait within ``PROBE_TIMEOUT``) and sends
-    no new one. Every other parameter (matching, ports, retries,
-    failure judgement, proxies, httpx options) is as documented on ``HeadlessTransport``.
+    no new one. Every other parameter (matching, ports, retries, failure judgement, proxies,
+    httpx options) is as documented on ``HeadlessTransport``.
     """
 
     _threaded: ClassVar[bool] = True
