@@ -274,6 +274,8 @@ class PodStats:
     ejections: Mapping[str, int]
     readmissions: int
     latency_estimate_s: float | None
+    probes: int = 0
+    """Active probe requests sent to it (``LeastLatency(probe=...)``): not in ``requests``."""
 
     @property
     def mean_latency_s(self) -> float | None:
@@ -607,6 +609,7 @@ class _Tally:
         "ejections",
         "in_flight",
         "outcomes",
+        "probes",
         "readmissions",
         "request_time",
         "requests",
@@ -614,6 +617,7 @@ class _Tally:
 
     def __init__(self) -> None:
         self.requests = 0
+        self.probes = 0
         self.in_flight = 0
         self.outcomes: dict[str, int] = {}
         self.request_time = 0.0
@@ -622,6 +626,7 @@ class _Tally:
 
     def add(self, other: _Tally) -> None:
         self.requests += other.requests
+        self.probes += other.probes
         self.in_flight += other.in_flight
         self.request_time += other.request_time
         for mine, theirs in (
@@ -759,6 +764,17 @@ class TransportRecorder:
         pod.in_flight += 1
         return pod
 
+    def probed(self, endpoints: EndpointSet, endpoint: Endpoint, host: str, port: int) -> None:
+        """An active probe of ``endpoint`` begins: not a request (its outcome is health's)."""
+        service = self._services.get(endpoints.name)
+        if service is None or self._versions.get(endpoints.name) != endpoints.version:
+            service = self._follow(endpoints, host, port)
+        with self._lock:
+            pod = service.pods.get(endpoint)
+            if pod is None:
+                pod = service.pods[endpoint] = PodRecord(service, endpoint)
+            pod.probes += 1
+
     def finished(
         self,
         pod: PodRecord,
@@ -837,6 +853,7 @@ class TransportRecorder:
                     ejections=dict(pod.ejections),
                     readmissions=sum(pod.readmissions.values()),
                     latency_estimate_s=self._estimate_of(pod.endpoint),
+                    probes=pod.probes,
                 )
                 for pod in list(service.pods.values())
             )

@@ -11,11 +11,14 @@ import collections
 import time
 
 import httpx
+import pytest
 
 from headless_resolver import (
+    Endpoint,
     HeadlessResolver,
     HeadlessTransport,
     LeastLatency,
+    PassiveHealth,
     RoundRobin,
     SlowStart,
     Strategy,
@@ -153,3 +156,100 @@ async def test_slow_start_ramps_up_a_pod_that_joins_under_traffic(
     fair = 1 / 5
     assert share(sent, newcomer, 0.0, 1.0) <= 0.25 * fair + 0.02
     assert share(sent, newcomer, 3.0, 4.0) > 0.5 * fair, "its full share once ramped up"
+
+
+def pod_of(resolver: HeadlessResolver, pod: PodServer) -> Endpoint:
+    """The endpoint of ``pod`` in the service's cached set."""
+    endpoints = resolver.peek(WEB)
+    assert endpoints is not None
+    (endpoint,) = [e for e in endpoints if e.ip == pod.ip]
+    return endpoint
+
+
+async def test_with_probe_a_slow_pod_is_measured_by_probes_and_recovers_through_them(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=5)
+    slow = pods[0]
+    slow.latency = 0.050
+    strategy = LeastLatency(probe="/healthz", probe_interval=0.2, decay=1.0)
+    transport = HeadlessTransport(resolver, strategy)
+
+    async def recover() -> None:
+        await asyncio.sleep(2.0)
+        slow.latency = 0.0
+
+    async with httpx.AsyncClient(transport=transport, trust_env=False, timeout=5.0) as http:
+        sent, _ = await asyncio.gather(closed_loop(http, workers=5, seconds=5.0), recover())
+        served = sum(1 for _, name in sent if name == slow.hostname)
+        assert slow.paths["/"] == served, "the pod saw exactly the user requests it answered"
+        (stats,) = [pod for pod in transport.stats()[WEB].pods if pod.endpoint.ip == slow.ip]
+        assert stats.requests == served, "probes are not counted as requests"
+        assert stats.probes == slow.paths["/healthz"] >= 3, "probed while slow"
+    assert all(pod.paths["/healthz"] <= 2 for pod in pods[1:]), "probed new, then always chosen"
+    assert share(sent, slow, 0.5, 2.0) < 0.01, "no user request spent on measuring it"
+    assert share(sent, slow, 4.0, 5.0) > 0.4 / 5, "recovered: probes brought it back"
+
+
+@pytest.mark.parametrize("failure", ["503", "refused"])
+async def test_a_failing_probe_counts_against_the_pod_like_any_attempt(
+    cluster: LocalCluster, resolver: HeadlessResolver, failure: str
+) -> None:
+    pods = await cluster.add_service("web", pods=3)
+    target = pods[0]
+    target.latency = 0.050
+    health = PassiveHealth(consecutive_status_failures=2)
+    strategy = LeastLatency(probe="/healthz", probe_interval=0.1, health=health)
+    async with client(resolver, strategy) as http:
+        await closed_loop(http, workers=3, seconds=0.5)  # measured slow: probed from now on
+        probed, served = target.paths["/healthz"], target.paths["/"]
+        if failure == "503":
+            target.status = 503
+        else:
+            target.refuse = True
+            target.reset_connections()
+        endpoint = pod_of(resolver, target)
+
+        async def traffic() -> None:
+            while not health.is_ejected(endpoint):
+                await http.get(URL)
+
+        await asyncio.wait_for(traffic(), timeout=5.0)
+    assert target.paths["/"] == served, "ejected by its probes, no user request reached it"
+    if failure == "503":  # a probe received before the switch may answer 503 as well
+        assert target.paths["/healthz"] >= probed + 1
+    assert target.requests == target.paths["/"] + target.paths["/healthz"]
+
+
+async def test_aclose_leaves_no_probe_running_and_the_strategy_balanced(
+    cluster: LocalCluster, resolver: HeadlessResolver
+) -> None:
+    pods = await cluster.add_service("web", pods=2)
+    hanging = pods[0]
+    hanging.latency = 0.050
+    strategy = LeastLatency(probe="/healthz", probe_interval=0.05)
+    async with client(resolver, strategy) as http:
+        await closed_loop(http, workers=1, seconds=0.3)  # measured slow: probed from now on
+        hanging.latency = 30.0  # its next probe hangs
+        probed = hanging.paths["/healthz"]
+
+        async def traffic() -> None:
+            while hanging.paths["/healthz"] == probed or not probes_running():
+                await http.get(URL)
+
+        await asyncio.wait_for(traffic(), timeout=5.0)
+    assert probes_running() == 0
+    for pod in pods:
+        estimate = strategy.estimate(pod_of(resolver, pod))
+        assert estimate is not None
+        assert estimate.in_flight == [], "every probe was observed or released"
+
+
+def probes_running() -> int:
+    """Probe tasks of any ``HeadlessTransport`` not yet done."""
+    running = 0
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        name = getattr(coro, "__qualname__", "")
+        running += name == "HeadlessTransport._probe" and not task.done()
+    return running

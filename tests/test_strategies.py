@@ -430,7 +430,16 @@ def test_least_latency_forgets_endpoints_that_left_the_set() -> None:
     assert strategy.estimate(a) is None
 
 
-@pytest.mark.parametrize("options", [{"decay": 0}, {"default_rtt": 0}, {"failure_penalty": -1}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"decay": 0},
+        {"default_rtt": 0},
+        {"failure_penalty": -1},
+        {"probe": "healthz"},
+        {"probe": "//other-host/healthz"},
+    ],
+)
 def test_least_latency_refuses_nonsense_configuration(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
         LeastLatency(**options)
@@ -654,6 +663,97 @@ def test_a_probe_that_finds_the_pod_fast_restores_the_probe_interval() -> None:
     assert estimate.backoff == 2
     strategy.observe(strategy.pick(endpoints, exclude=endpoints[1:]), 0.005, ok=True)
     assert estimate.backoff == 0
+
+
+def test_with_probe_a_due_pod_that_loses_the_pick_is_queued_for_one_probe() -> None:
+    clock = FakeClock()
+    strategy = LeastLatency(clock=clock, rng=random.Random(3), probe="/healthz")
+    endpoints = service(pods(2))
+    busy, idle = endpoints
+    warmed(strategy, endpoints, lambda i: 0.010 if i == 0 else 0.020)
+    clock.advance(4.0)  # idle's samples were slow: due after 4 probe intervals
+    strategy.observe(strategy.pick(endpoints, exclude=[idle]), 0.010, ok=True)
+    assert released_picks(strategy, endpoints, 20) == {busy: 20}, "no request explores idle"
+    assert strategy.take_probes() == [idle]
+    estimate = strategy.estimate(idle)
+    assert estimate is not None
+    assert len(estimate.in_flight) == 1, "the probe is in flight from the moment it is queued"
+    released_picks(strategy, endpoints, 20)
+    assert strategy.take_probes() == (), "queued once while its probe is pending"
+    strategy.observe(idle, 0.010, ok=True)  # the probe's answer
+    clock.advance(0.9)
+    released_picks(strategy, endpoints, 20)
+    assert strategy.take_probes() == (), "probed 0.9 s ago: not due yet"
+    clock.advance(0.1)
+    released_picks(strategy, endpoints, 20)
+    assert strategy.take_probes() == [idle], "not chosen for probe_interval again: one probe"
+
+
+def test_with_probe_a_new_pod_is_measured_by_probes_not_by_user_requests() -> None:
+    strategy = LeastLatency(clock=FakeClock(), rng=random.Random(5), probe="/healthz")
+    warm = pods(5)
+    warmed(strategy, service(warm, 1), lambda _: 0.001)
+    newcomer = pods(1, first=5)[0]
+    grown = service([*warm, newcomer], 2)
+    assert released_picks(strategy, grown, 50)[newcomer] == 0
+    assert strategy.take_probes() == [newcomer]
+    strategy.observe(newcomer, 0.004, ok=True)  # paid for the connection
+    assert released_picks(strategy, grown, 50)[newcomer] == 0
+    assert strategy.take_probes() == [newcomer], "its second sample is a probe's too"
+    strategy.observe(newcomer, 0.001, ok=True)
+    assert released_picks(strategy, grown, 100)[newcomer] > 0, "measured: it takes its share"
+    assert strategy.take_probes() == ()
+
+
+def test_with_probe_a_pod_that_is_the_only_choice_still_serves() -> None:
+    strategy = LeastLatency(clock=FakeClock(), rng=random.Random(5), probe="/healthz")
+    only = pods(1)
+    assert strategy.pick(service(only)) == only[0]
+    first, second = endpoints = service(pods(2, first=1), version=2)
+    picked = strategy.pick(endpoints)
+    assert strategy.take_probes() == [second if picked == first else first], (
+        "both new: one takes the request, the other a probe"
+    )
+    strategy.release(picked)
+    assert strategy.pick(endpoints, exclude=[picked]) != picked, "a retry takes the other"
+
+
+def test_with_probe_a_slow_pod_takes_no_user_request_and_is_probed_once_per_interval() -> None:
+    """Probes are answered like requests; the slow pod recovers at 10 s."""
+    clock = FakeClock()
+    strategy = LeastLatency(
+        clock=clock, rng=random.Random(9), probe_interval=1.0, hot_factor=100, probe="/healthz"
+    )
+    endpoints = service(pods(5))
+    slow = endpoints[0]
+    in_flight: list[tuple[float, int, Endpoint, float]] = []
+    sent: list[tuple[float, Endpoint]] = []
+    probed: list[float] = []
+    sequence = 0
+
+    def send(endpoint: Endpoint) -> None:
+        nonlocal sequence
+        took = 0.055 if endpoint == slow and clock.now - 1000.0 < 10.0 else 0.005
+        heapq.heappush(in_flight, (clock.now + took, sequence, endpoint, clock.now))
+        sequence += 1
+
+    while clock.now - 1000.0 < 20.0:
+        if len(in_flight) >= 10:
+            clock.now, _, done, started = heapq.heappop(in_flight)
+            strategy.observe(done, clock.now - started, ok=True)
+        endpoint = strategy.pick(endpoints)
+        sent.append((clock.now - 1000.0, endpoint))
+        send(endpoint)
+        for probe in strategy.take_probes():
+            probed.append(clock.now - 1000.0)
+            assert probe == slow or clock.now - 1000.0 < 0.1, "fast pods are always chosen"
+            send(probe)
+    assert share(sent, slow, 0.1, 10.0) == 0.0, "no user request while slow"
+    while_slow = [at for at in probed if 0.1 <= at < 10.0]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(while_slow)]
+    assert len(while_slow) >= 2, "probed while it stays slow"
+    assert min(gaps) >= 1.0, "at most one probe per probe_interval"
+    assert share(sent, slow, 18.0, 20.0) >= 0.5 * 0.2, "recovered: probes bring it back"
 
 
 def test_a_busy_clients_own_delay_does_not_push_requests_to_the_slow_pod() -> None:

@@ -13,7 +13,13 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from headless_resolver import HeadlessResolver, RoundRobin, ServiceNotFound, SyncHeadlessTransport
+from headless_resolver import (
+    HeadlessResolver,
+    LeastLatency,
+    RoundRobin,
+    ServiceNotFound,
+    SyncHeadlessTransport,
+)
 from headless_resolver.testing import LocalCluster, PodServer
 from tests.waiting import eventually_blocking
 
@@ -248,3 +254,37 @@ def test_http2_without_h2_fails_at_construction_as_httpx_does() -> None:
         httpx.Client(http2=True)
     assert str(ours.value) == str(httpx_own.value)
     assert set(threading.enumerate()) == before  # no resolver thread left behind
+
+
+def probe_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("headless-resolver-probe")]
+
+
+def test_probes_measure_a_slow_pod_from_threads_the_transport_stops_at_close(
+    cluster: ClusterThread,
+) -> None:
+    pods = cluster.run(cluster.cluster.add_service("web", pods=3))
+    slow = pods[0]
+    slow.latency = 0.050
+    strategy = LeastLatency(probe="/healthz", probe_interval=0.05)
+    sync_transport = transport(cluster, strategy=strategy)
+    with client(sync_transport) as http:
+        for _ in range(20):
+            http.get(URL)  # every pod measured: the slow one is probed from now on
+        served = slow.paths["/"]
+        probed = slow.paths["/healthz"]
+
+        def probed_twice_more() -> bool:
+            http.get(URL)
+            return slow.paths["/healthz"] >= probed + 2
+
+        eventually_blocking(probed_twice_more)
+        assert probe_threads(), "probes go from the transport's own threads"
+    assert slow.paths["/"] == served, "no user request spent on measuring it"
+    assert probe_threads() == [], "close() stopped them"
+    endpoints = sync_transport.resolver.peek(WEB)
+    assert endpoints is not None
+    for endpoint in endpoints:
+        estimate = strategy.estimate(endpoint)
+        assert estimate is not None
+        assert estimate.in_flight == [], "every probe was observed or released"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -24,6 +25,7 @@ MAX_SAMPLE_WEIGHT = 0.5
 fast by chance does not make a slow pod look fast."""
 MAX_PROBE_BACKOFF = 2
 """A pod whose probes keep finding it slow is probed every 2, then 4 ``probe_interval``."""
+_NO_PROBES: tuple[()] = ()
 
 
 class SetStats:
@@ -164,6 +166,13 @@ class LeastLatency(LatencyTracking):
     seconds. A new endpoint is probed the same way; its second answer replaces the first (which
     paid for opening the connection), and until then it is probed whenever a pick draws it idle.
 
+    With ``probe`` set (a path such as ``"/healthz"``), no user request is spent on exploring:
+    an endpoint due for a probe competes on its estimate like any candidate (one without a
+    sample waits behind measured ones, as while its first answer is pending); when it loses,
+    it is queued for an active probe, once per due period (``take_probes``), and the
+    transport sends it ``GET probe``, judged like any attempt. A pick with no other candidate
+    still takes it: probing never fails a request.
+
     A failure counts as a sample of at least ``failure_penalty`` seconds, so a pod that fails
     fast does not look fast. Random candidates, never the global minimum, keep independent
     clients from herding onto the same fastest pod: with ``choices=2`` a pod faster than every
@@ -181,6 +190,8 @@ class LeastLatency(LatencyTracking):
         hot_factor: a candidate is hot above this multiple of the set's median in-flight count.
         max_in_flight: a candidate with this many requests in flight is hot; default no bound.
         probe_interval: seconds after which an endpoint no pick chose is tried again.
+        probe: a path (``"/healthz"``) to measure endpoints with active probe requests
+            instead of user requests; default None: user requests explore.
         default_rtt: the latency assumed for an endpoint before this set has any sample.
         failure_penalty: seconds a failure counts as, at least.
         slow_start: ``SlowStart(window=...)`` to ramp up pods that join; default off.
@@ -201,6 +212,7 @@ class LeastLatency(LatencyTracking):
         probe_interval: float = 1.0,
         default_rtt: float = 0.03,
         failure_penalty: float = 1.0,
+        probe: str | None = None,
         slow_start: SlowStart | None = None,
         health: PassiveHealth | None = None,
         rng: random.Random | None = None,
@@ -221,6 +233,11 @@ class LeastLatency(LatencyTracking):
             raise InvalidArgument("tolerance and failure_penalty must be >= 0")
         if max_in_flight is not None and max_in_flight < 1:
             raise InvalidArgument(f"max_in_flight must be at least 1, got {max_in_flight!r}")
+        if probe is not None and not (
+            isinstance(probe, str) and probe.startswith("/") and not probe.startswith("//")
+        ):
+            # "//host/path" would be another host's URL, not a path of the pod's
+            raise InvalidArgument(f"probe must be a path starting with one '/', got {probe!r}")
         super().__init__(health=health, rng=rng, slow_start=slow_start, clock=clock)
         self.choices = choices
         self.smoothing = smoothing
@@ -231,12 +248,29 @@ class LeastLatency(LatencyTracking):
         self.probe_interval = probe_interval
         self.default_rtt = default_rtt
         self.failure_penalty = failure_penalty
+        self.probe = probe
+        self._probes: list[Endpoint] = []
+        """Endpoints queued for an active probe, each counted in flight until its answer."""
+        self._probes_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
             f"LeastLatency(choices={self.choices!r}, probe_interval={self.probe_interval!r}, "
-            f"slow_start={self.slow_start!r})"
+            f"probe={self.probe!r}, slow_start={self.slow_start!r})"
         )
+
+    def take_probes(self) -> Sequence[Endpoint]:
+        """The endpoints due for an active probe since the last call (only with ``probe``).
+
+        Each is counted in flight already: the caller sends it one ``GET probe`` and reports
+        the outcome with ``observe``, or ``release`` when it sends none. Cheap when there is
+        nothing to probe: no lock, no allocation.
+        """
+        if not self._probes:
+            return _NO_PROBES
+        with self._probes_lock:
+            probes, self._probes = self._probes, []
+        return probes
 
     def latency(self, estimate: RttEstimate, now: float) -> float:
         """The endpoint's latency estimate at ``now``: its EWMA, drawn toward the set's typical
@@ -316,7 +350,8 @@ class LeastLatency(LatencyTracking):
         self, endpoints: Sequence[Endpoint], estimates: Sequence[RttEstimate], stats: SetStats
     ) -> Endpoint:
         """The hot-cold rule over drawn candidates (the first of equals: they come in random
-        order), after a due probe; notes the winner's choice time."""
+        order), after a due probe; notes the winner's choice time. With ``probe``, a candidate due
+        for a probe competes on its estimate, and is queued for a probe when it loses."""
         now = self._clock()
         load = stats.load
         typical = stats.typical
@@ -328,6 +363,7 @@ class LeastLatency(LatencyTracking):
         best_endpoint = endpoints[0]
         best_hot = 2
         best_latency = best_pending = 0.0
+        due: list[tuple[Endpoint, RttEstimate]] | None = None
         for endpoint, estimate in zip(endpoints, estimates, strict=False):  # equal lengths
             pending = len(estimate.in_flight)
             load += LOAD_STEP if pending > load else -LOAD_STEP if pending < load else 0.0
@@ -335,8 +371,12 @@ class LeastLatency(LatencyTracking):
                 estimate.samples < 2
                 or now - estimate.sent_at >= probe_interval * (1 << estimate.backoff)
             ):
-                best, best_endpoint = estimate, endpoint  # due for a probe
-                break
+                if self.probe is None:
+                    best, best_endpoint = estimate, endpoint  # due for a probe: this request
+                    break
+                if due is None:
+                    due = []
+                due.append((endpoint, estimate))  # probed unless it wins on its estimate
             state = estimate.state
             if state is None:
                 hot = 2  # first measured: wait for the answer
@@ -368,9 +408,27 @@ class LeastLatency(LatencyTracking):
                 best, best_endpoint = estimate, endpoint
                 best_hot, best_latency, best_pending = hot, latency, pending
         stats.load = load if load > 0.0 else 0.0
+        if due is not None:
+            for endpoint, estimate in due:
+                if estimate is not best:
+                    self._queue_probe(endpoint, estimate, now)
         if best is not None:
             best.sent_at = now
         return best_endpoint
+
+    def _queue_probe(self, endpoint: Endpoint, estimate: RttEstimate, now: float) -> None:
+        """Queue an active probe of ``endpoint``, counted in flight from now on: until its
+        answer it is being measured (picks pass it by) and is not queued again."""
+        estimate.sent_at = now
+        estimate.in_flight.append(None)
+        with self._probes_lock:
+            self._probes.append(endpoint)
+
+    def _forget(self, gone: frozenset[Endpoint]) -> None:
+        super()._forget(gone)
+        if self._probes:
+            with self._probes_lock:
+                self._probes = [endpoint for endpoint in self._probes if endpoint not in gone]
 
     def _finish(self, endpoint: Endpoint, latency_s: float, ok: bool) -> None:
         estimate = self._estimates.get(endpoint)

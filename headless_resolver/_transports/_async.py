@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Literal, Unpack
 
 import httpx
 
+from headless_resolver._endpoints import EndpointSet
 from headless_resolver._errors import HeadlessResolverError, InvalidArgument, InvalidServiceName
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import Strategy
-from headless_resolver._transports._attempt import Attempts, Exchange, PodBody, resolution_failed
+from headless_resolver._transports._attempt import (
+    Attempts,
+    Exchange,
+    PodBody,
+    Probe,
+    resolution_failed,
+)
 from headless_resolver._transports._base import BaseHeadlessTransport, TransportOptions
 from headless_resolver._transports._engine import PodConnectionPool, WholeBody
-from headless_resolver._transports._routes import PoolKey
+from headless_resolver._transports._routes import PoolKey, Route
 
 Engine = Literal["auto", "llhttp", "httpcore"]
 """Who keeps the pod connections: see ``HeadlessTransport``'s ``engine``."""
@@ -73,6 +82,12 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncBaseTransport], httpx.A
     the caller sees is httpx's own, with a note naming the pods tried (``ip:port``), or the
     pod whose body was cut short.
 
+    Probes: with ``LeastLatency(probe="/healthz")`` the pods its picks pass by are measured by
+    ``GET /healthz``, sent as tasks of the transport's own beside the request that made the
+    pick, Host and TLS name the service's, within ``PROBE_TIMEOUT`` per wait, never retried;
+    they are judged like attempts, counted as ``PodStats.probes`` (not as requests), and
+    ``aclose()`` cancels those under way. A probe's failure never reaches a caller.
+
     Errors that are not httpx's: ``InvalidServiceName`` (also a ``ValueError``) for a URL
     whose host cannot be a service name, and whatever a ``Sticky`` key callable raises.
     Resolution failures are ``httpx.ConnectError`` with the resolver's error as the cause.
@@ -113,6 +128,7 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncBaseTransport], httpx.A
         )
         self._sharded_pools = self._engine == "httpcore"
         self._addressed_pools = self._engine == "llhttp"
+        self._probes: set[asyncio.Task[None]] = set()
         super().__init__(resolver, strategy, **options)
 
     @property
@@ -146,6 +162,8 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncBaseTransport], httpx.A
         attempts = Attempts(self._rules, request, route, endpoints)
         while True:
             shard, pod_request = attempts.start()
+            if self._prober is not None:
+                self._send_probes(request, route, endpoints)
             try:
                 response = await shard.transport.handle_async_request(pod_request)
             except BaseException as exc:
@@ -157,8 +175,39 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncBaseTransport], httpx.A
                 return response
             return _attach(response, attempts.answered(response, shard))
 
+    def _send_probes(self, request: httpx.Request, route: Route, endpoints: EndpointSet) -> None:
+        """Each probe the pick queued runs as a task of this transport's, beside the request."""
+        for probe in self._due_probes(request, route, endpoints):
+            task = asyncio.get_running_loop().create_task(self._probe(probe))
+            self._probes.add(task)
+            task.add_done_callback(functools.partial(self._probe_done, probe))
+
+    def _probe_done(self, probe: Probe[httpx.AsyncBaseTransport], task: asyncio.Task[None]) -> None:
+        self._probes.discard(task)
+        probe.closed()  # cancelled before it started: the strategy hears of no outcome
+
+    async def _probe(self, probe: Probe[httpx.AsyncBaseTransport]) -> None:
+        shard = probe.start()
+        try:
+            response = await shard.transport.handle_async_request(probe.request)
+            probe.answered(response.status_code)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        except BaseException as exc:
+            probe.failed(exc)
+            if not isinstance(exc, Exception):
+                raise  # cancelled by aclose()
+        finally:
+            await _close(probe.closed())
+
     async def aclose(self) -> None:
         """Close every pod pool, the pass-through transport, and the resolver if we made it."""
+        probes = list(self._probes)
+        for task in probes:
+            task.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
         self._stop_recording()
         await _close(self._pools.close_all())
         await self._passthrough.aclose()

@@ -16,6 +16,10 @@ response already. Whether a retry is safe (was the request sent?) is a question 
 request, apart from the verdict (what the outcome says about the pod): a reset before the
 answer is a connection failure either way, but only one that never sent may be replayed
 whatever the method.
+
+``Probe`` is the active probe ``LeastLatency(probe=...)`` asks for: one ``GET`` of its path to
+a pod that picks pass by, never retried and never a user's; its verdict is judged and heard
+like an attempt's.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ S = TypeVar("S")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _MAYBE_SENT = (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ReadTimeout, httpx.WriteTimeout)
+PROBE_TIMEOUT = 5.0
+"""Seconds a probe waits for a connection, to connect, to write and to read: httpx's default."""
+_PROBE_TIMEOUTS = dict.fromkeys(("connect", "read", "write", "pool"), PROBE_TIMEOUT)
 
 
 def replayable(request: httpx.Request) -> bool:
@@ -99,6 +106,25 @@ class AttemptRules(Generic[T]):
         if verdict is not Verdict.OK:
             logger.debug(
                 "%s: attempt on %s: %s after %.1f ms (%s)",
+                route.host,
+                endpoint.netloc(route.default_port),
+                verdict.value,
+                latency * 1000,
+                error,
+            )
+
+    def conclude_probe(
+        self, route: Route, endpoint: Endpoint, latency: float, verdict: Verdict, error: str | None
+    ) -> None:
+        """A probe's verdict is in: the strategy and its health hear it as an attempt's; the
+        metrics counted it as a probe when it started, not as a request."""
+        if verdict.about_the_pod:
+            self.strategy.observe(endpoint, latency, verdict)
+        else:
+            self.strategy.release(endpoint)
+        if not verdict:
+            logger.debug(
+                "%s: probe of %s: %s after %.1f ms (%s)",
                 route.host,
                 endpoint.netloc(route.default_port),
                 verdict.value,
@@ -322,3 +348,86 @@ class PodBody(Generic[S, T]):
     def __init__(self, stream: S, exchange: Exchange[T]) -> None:
         self._stream = stream
         self._exchange = exchange
+
+
+class Probe(Generic[T]):
+    """One active probe: ``GET path`` to a pod, Host and TLS name the service's, as a request.
+
+    ``start()`` checks out the pod's pool; the transport then reports ``answered(status)``, a
+    failure (``failed``) before or while the body is read, and ``closed()`` once the body is
+    read and closed, which concludes it. Nothing is retried and nothing raises: the outcome
+    is the strategy's and health's to hear, within ``PROBE_TIMEOUT`` for each wait.
+    """
+
+    __slots__ = (
+        "_answered",
+        "_endpoint",
+        "_endpoints",
+        "_error",
+        "_latency",
+        "_route",
+        "_rules",
+        "_shard",
+        "_started",
+        "_verdict",
+        "concluded",
+        "request",
+    )
+
+    def __init__(
+        self,
+        rules: AttemptRules[T],
+        route: Route,
+        endpoints: EndpointSet,
+        endpoint: Endpoint,
+        url: httpx.URL,
+        path: str,
+    ) -> None:
+        self._rules = rules
+        self._route = route
+        self._endpoints = endpoints
+        self._endpoint = endpoint
+        probe = httpx.Request("GET", url.join(path), extensions={"timeout": _PROBE_TIMEOUTS})
+        self.request = pod_request(probe, route, endpoint)
+        self._shard: PoolShard[T] | None = None
+        self._started = self._latency = 0.0
+        self._answered = False
+        self.concluded = False
+        self._verdict = Verdict.NOT_THE_PODS
+        self._error: str | None = None
+
+    def start(self) -> PoolShard[T]:
+        """A shard of the pod's pool to send ``request`` through."""
+        route = self._route
+        self._rules.recorder.probed(self._endpoints, self._endpoint, route.host, route.default_port)
+        self._shard = self._rules.pools.checkout(route, self._endpoint)
+        self._started = time.perf_counter()
+        return self._shard
+
+    def answered(self, status: int) -> None:
+        self._answered = True
+        self._latency = time.perf_counter() - self._started
+        self._verdict = self._rules.judge.answer(status)
+        self._error = str(status) if status >= 400 else None
+
+    def failed(self, exc: BaseException) -> None:
+        """The probe ended with ``exc``, before its answer or while reading the body."""
+        judge = self._rules.judge
+        verdict = judge.body_error(exc) if self._answered else judge.error(exc)
+        if verdict.about_the_pod:  # a cancellation leaves the answer's verdict, if any
+            if not self._answered:
+                self._latency = time.perf_counter() - self._started
+            self._verdict = verdict
+            self._error = type(exc).__name__
+
+    def closed(self) -> Sequence[T]:
+        """The probe is over (or never started): its verdict is heard, once; returns pod
+        transports to close."""
+        if self.concluded:
+            return ()
+        self.concluded = True
+        shard, self._shard = self._shard, None
+        self._rules.conclude_probe(
+            self._route, self._endpoint, self._latency, self._verdict, self._error
+        )
+        return () if shard is None else self._rules.pools.checkin(shard)

@@ -18,20 +18,20 @@ import httpx
 from httpx._types import CertTypes, ProxyTypes
 from opentelemetry.metrics import MeterProvider
 
-from headless_resolver._endpoints import Endpoint
+from headless_resolver._endpoints import Endpoint, EndpointSet
 from headless_resolver._errors import InvalidArgument
 from headless_resolver._hosts import HostMatch, host_matcher, port_rules
 from headless_resolver._metrics import TransportRecorder, TransportStats
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import BaseStrategy, LeastLatency, RoundRobin, Strategy
-from headless_resolver._transports._attempt import AttemptRules
+from headless_resolver._transports._attempt import AttemptRules, Probe
 from headless_resolver._transports._pools import (
     DEFAULT_LIMITS,
     PodPools,
     SocketOption,
     shard_limits,
 )
-from headless_resolver._transports._routes import PoolKey, Routes
+from headless_resolver._transports._routes import PoolKey, Route, Routes
 from headless_resolver._verdict import Judge
 
 T = TypeVar("T")
@@ -139,7 +139,32 @@ class BaseHeadlessTransport(Generic[T]):
         self._rules = AttemptRules(
             self._strategy, judge, self._pools, retries, self._recorder, self._addressed_pools
         )
+        self._prober = (
+            self._strategy
+            if isinstance(self._strategy, LeastLatency) and self._strategy.probe is not None
+            else None
+        )
+        """The strategy, when it asks for active probes (``LeastLatency(probe=...)``)."""
         self._passthrough: T = self._new_passthrough(limits=limits, proxy=proxy, uds=uds, **options)
+
+    def _due_probes(
+        self, request: httpx.Request, route: Route, endpoints: EndpointSet
+    ) -> list[Probe[T]]:
+        """The probes the strategy queued while picking for ``request``'s route.
+
+        A pod of another route (a strategy shared across transports or threads) is handed
+        back unprobed: it is due again after ``probe_interval``, for a request of its own.
+        """
+        assert self._prober is not None
+        path = self._prober.probe
+        assert path is not None
+        probes = []
+        for endpoint in self._prober.take_probes():
+            if endpoint in endpoints.members:
+                probes.append(Probe(self._rules, route, endpoints, endpoint, request.url, path))
+            else:
+                self._strategy.release(endpoint)
+        return probes
 
     def _new_pod_transport(self, key: PoolKey, **options: Any) -> T:
         """A transport to the pod at ``key`` (IP, port, TLS name), with httpx's options."""

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Coroutine, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar, Unpack
 
 import httpx
@@ -14,11 +15,19 @@ from headless_resolver._endpoints import EndpointSet
 from headless_resolver._errors import HeadlessResolverError, InvalidServiceName
 from headless_resolver._resolver import HeadlessResolver
 from headless_resolver._strategies import Strategy
-from headless_resolver._transports._attempt import Attempts, Exchange, PodBody, resolution_failed
+from headless_resolver._transports._attempt import (
+    Attempts,
+    Exchange,
+    PodBody,
+    Probe,
+    resolution_failed,
+)
 from headless_resolver._transports._base import BaseHeadlessTransport, TransportOptions
 from headless_resolver._transports._routes import PoolKey, Route
 
 T = TypeVar("T")
+PROBE_THREADS = 2
+"""Threads a sync transport sends active probes from, started with its first probe."""
 
 
 class _LoopThread:
@@ -104,8 +113,11 @@ class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.Ba
     ``close()`` closes what this transport made: its pools, and the resolver if it made it.
     A resolver passed in stays open for the other clients sharing it; the thread it runs on
     stops with its last transport, and its owner may then close it
-    (``asyncio.run(resolver.aclose())``). Every other parameter (matching, ports, retries,
-    failure judgement, proxies, httpx options) is as documented on ``HeadlessTransport``.
+    (``asyncio.run(resolver.aclose())``). The probes of ``LeastLatency(probe=...)`` go from up
+    to ``PROBE_THREADS`` threads of the transport's own, started with the first probe;
+    ``close()`` waits for the probes under way (each wait within ``PROBE_TIMEOUT``) and sends
+    no new one. Every other parameter (matching, ports, retries, failure judgement, proxies,
+    httpx options) is as documented on ``HeadlessTransport``.
     """
 
     _threaded: ClassVar[bool] = True
@@ -120,6 +132,8 @@ class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.Ba
     ) -> None:
         self._resolve_timeout = resolve_timeout
         self._closed = False
+        self._closing = threading.Lock()
+        self._probe_threads: ThreadPoolExecutor | None = None
         super().__init__(resolver, strategy, **options)
 
     def _new_pod_transport(self, key: PoolKey, **options: Any) -> httpx.HTTPTransport:
@@ -147,6 +161,8 @@ class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.Ba
         attempts = Attempts(self._rules, request, route, endpoints)
         while True:
             shard, pod_request = attempts.start()
+            if self._prober is not None:
+                self._send_probes(request, route, endpoints)
             try:
                 response = shard.transport.handle_request(pod_request)
             except BaseException as exc:
@@ -174,12 +190,49 @@ class SyncHeadlessTransport(BaseHeadlessTransport[httpx.HTTPTransport], httpx.Ba
             ) from exc
         return endpoints
 
+    def _send_probes(self, request: httpx.Request, route: Route, endpoints: EndpointSet) -> None:
+        """The probes the pick queued go to the transport's probe threads."""
+        probes = self._due_probes(request, route, endpoints)
+        if not probes:
+            return
+        with self._closing:
+            if self._probe_threads is None and not self._closed:
+                self._probe_threads = ThreadPoolExecutor(
+                    PROBE_THREADS, thread_name_prefix="headless-resolver-probe"
+                )
+            for probe in probes:
+                if self._closed or self._probe_threads is None:
+                    probe.closed()  # never sent: the pod is released
+                else:
+                    self._probe_threads.submit(self._probe, probe)
+
+    def _probe(self, probe: Probe[httpx.HTTPTransport]) -> None:
+        if self._closed:  # queued before close(): not sent
+            probe.closed()
+            return
+        shard = probe.start()
+        try:
+            response = shard.transport.handle_request(probe.request)
+            probe.answered(response.status_code)
+            try:
+                response.read()
+            finally:
+                response.close()
+        except Exception as exc:
+            probe.failed(exc)
+        finally:
+            _close(probe.closed())
+
     def close(self) -> None:
         """Close every pod pool, the pass-through transport and, if this transport made the
         resolver, the resolver; the resolver thread stops once no transport uses it."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+            probe_threads = self._probe_threads
+        if probe_threads is not None:
+            probe_threads.shutdown(wait=True)
         self._stop_recording()
         _close(self._pools.close_all())
         self._passthrough.close()

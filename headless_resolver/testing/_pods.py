@@ -9,6 +9,7 @@ differ by port.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import json
@@ -63,7 +64,8 @@ class PodServer:
     (seconds between the response head and its body) and ``hang_up`` (close the connection
     after each answer without announcing it, as a server whose idle timeout is zero). A TLS pod
     records the server name each client asked for through ``ssl_context.sni_callback``, which
-    it sets. ``body_bytes`` counts the request body bytes received.
+    it sets. ``body_bytes`` counts the request body bytes received, ``requests`` the requests
+    and ``paths`` the requests by path (a ``Counter``).
 
     Parameters:
         ip: a loopback address (127.0.0.x or ::1). port: 0 picks a free one at ``start()``.
@@ -97,6 +99,7 @@ class PodServer:
         self.hang_up = False
         self.body_bytes = 0
         self.requests = 0
+        self.paths: collections.Counter[str] = collections.Counter()
         self.connections_total = 0
         self._status = 200
         self._ssl = ssl_context
@@ -255,6 +258,7 @@ class PodServer:
                 return
             method, path, host, keep_alive, body_bytes = request
             self.requests += 1
+            self.paths[path] += 1
             self.body_bytes += body_bytes
             count = self.requests
             if self.latency > 0:
