@@ -103,7 +103,8 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         "ObservableUpDownCounter",
         "{request}",
         _SERVICE_ATTRS + _POD_ATTRS,
-        "attempts on a pod under way: until the error, or until the response body is closed",
+        "attempts on a pod under way: until the error, or until the response body is received "
+        "whole or closed",
     ),
     Instrument(
         f"{PREFIX}.endpoint.outcomes",

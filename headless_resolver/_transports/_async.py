@@ -70,7 +70,8 @@ class HeadlessTransport(BaseHeadlessTransport[httpx.AsyncBaseTransport], httpx.A
     ``failure_statuses`` and a timeout after sending (read or write) count in a row
     (``consecutive_status_failures``). The client's own doing counts for nothing: its pool
     limit (``httpx.PoolTimeout``), a request it could not encode, a cancellation. The
-    strategy hears the latency to the headers and the verdict when the body is closed.
+    strategy hears the latency to the headers and the verdict when the body is closed, or at
+    once when the whole body came with the headers (nothing is left to cut short).
 
     Retries: a request that never reached a pod (refused, reset while connecting, connect or
     pool timeout) is tried again on another pod, whatever its method; one that may have been

@@ -5,7 +5,8 @@ try and with what request, hears how the attempt ended, and either asks for anot
 or raises the error the caller sees; ``Exchange`` follows an answered attempt until its body
 is closed. What counts against a pod is the ``Judge``'s verdict; the strategy (and through it
 health) hears that verdict once per pick, when the attempt is over: at an error, or when the
-response body is closed, so a body cut short counts as the failure it is.
+response body is closed, so a body cut short counts as the failure it is (or at once, when
+the whole body came with the head: ``answered_whole``).
 
 Retry rules: a request that never reached a pod (refused, reset while connecting, a connect
 or pool timeout) is tried again on another pod whatever its method; one that may have been
