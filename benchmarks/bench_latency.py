@@ -137,10 +137,14 @@ Drive = Callable[[Send], Awaitable[Run]]
 async def interleaved(
     nameserver: str, cases: dict[str, tuple[Service, Callable[[], Strategy]]], drive: Drive
 ) -> dict[str, Rounds]:
-    """Each case's client driven ``ROUNDS`` times, the cases taking turns."""
+    """Each case's client driven ``ROUNDS`` times, the cases taking turns, in reverse order
+    every other round: no case always runs first (right after the previous cell's clients
+    closed their connections) or always last."""
     measured = {label: Rounds() for label in cases}
-    for _ in range(ROUNDS):
-        for label, (service, make) in cases.items():
+    for round_ in range(ROUNDS):
+        order = list(cases) if round_ % 2 == 0 else list(reversed(cases))
+        for label in order:
+            service, make = cases[label]
             async with open_client(nameserver, service, make()) as send:
                 measured[label].runs.append(await drive(send))
     return measured
