@@ -123,7 +123,7 @@ class AttemptRules(Generic[T]):
             self.strategy.observe(endpoint, latency, verdict)
         else:
             self.strategy.release(endpoint)
-        if not verdict:
+        if verdict is not Verdict.OK:
             logger.debug(
                 "%s: probe of %s: %s after %.1f ms (%s)",
                 route.host,
