@@ -60,8 +60,6 @@ from headless_resolver import (  # noqa: E402
 )
 
 SLOW = 0.050
-ROUNDS = 3
-"""Runs of each client per cell of scenarios 1 to 3, interleaved with the others'."""
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "LeastLatency": LeastLatency,
@@ -80,11 +78,18 @@ class Sizes:
     watch_after: float
     window: float
     """Slow-start window, seconds."""
+    rounds: int
+    """Runs of each client per cell of scenarios 1 to 3, interleaved with the others': tail
+    ratios of a client that is itself the bottleneck move from run to run, medians less so."""
 
 
 SIZES = {
-    "quick": Sizes(seconds=2.0, sequential=300, slow_for=3.0, watch_after=10.0, window=10.0),
-    "full": Sizes(seconds=5.0, sequential=600, slow_for=5.0, watch_after=12.0, window=10.0),
+    "quick": Sizes(
+        seconds=2.0, sequential=300, slow_for=3.0, watch_after=10.0, window=10.0, rounds=3
+    ),
+    "full": Sizes(
+        seconds=5.0, sequential=600, slow_for=5.0, watch_after=12.0, window=10.0, rounds=5
+    ),
 }
 
 
@@ -135,13 +140,16 @@ Drive = Callable[[Send], Awaitable[Run]]
 
 
 async def interleaved(
-    nameserver: str, cases: dict[str, tuple[Service, Callable[[], Strategy]]], drive: Drive
+    nameserver: str,
+    cases: dict[str, tuple[Service, Callable[[], Strategy]]],
+    drive: Drive,
+    rounds: int,
 ) -> dict[str, Rounds]:
-    """Each case's client driven ``ROUNDS`` times, the cases taking turns, in reverse order
+    """Each case's client driven ``rounds`` times, the cases taking turns, in reverse order
     every other round: no case always runs first (right after the previous cell's clients
     closed their connections) or always last."""
     measured = {label: Rounds() for label in cases}
-    for round_ in range(ROUNDS):
+    for round_ in range(rounds):
         order = list(cases) if round_ % 2 == 0 else list(reversed(cases))
         for label in order:
             service, make = cases[label]
@@ -279,6 +287,7 @@ async def slow_pod(lab: LocalTarget, sizes: Sizes, report: Report) -> None:
             lab.nameserver,
             cases,
             lambda send, c=concurrency: closed(send, c, sizes.seconds, warmup=warmup),
+            sizes.rounds,
         )
         rate = measured["LeastLatency four"].rate
         capacity["LeastLatency"] = max(capacity.get("LeastLatency", 0.0), rate)
@@ -327,6 +336,7 @@ async def slow_pod(lab: LocalTarget, sizes: Sizes, report: Report) -> None:
             lab.nameserver,
             cases,
             lambda send, r=rate: open_loop(send, r, sizes.seconds, warmup=warmup),
+            sizes.rounds,
         )
         for name in STRATEGIES:
             runs = {label: measured[f"{name} {label}"] for label in ("five", "four")}
@@ -375,6 +385,7 @@ async def identical(lab: LocalTarget, sizes: Sizes, report: Report) -> None:
             lab.nameserver,
             {name: (same, STRATEGIES[name]) for name in ("LeastLatency", "RoundRobin")},
             drive,
+            sizes.rounds,
         )
         ours, rr = runs["LeastLatency"], runs["RoundRobin"]
         p50 = ours.percentile_ms(0.5) / rr.percentile_ms(0.5)
