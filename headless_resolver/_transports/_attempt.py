@@ -99,39 +99,44 @@ class AttemptRules(Generic[T]):
     ) -> None:
         """An attempt's verdict is in: the strategy (and its health) and the metrics hear it,
         here and nowhere else."""
-        if verdict.about_the_pod:
-            self.strategy.observe(endpoint, latency, verdict)
-        else:
-            self.strategy.release(endpoint)
+        self._tell_strategy(route, endpoint, latency, verdict, error, "attempt on")
         self.recorder.finished(pod, verdict, latency, method, status=status, error=error)
-        if verdict is not Verdict.OK:
-            logger.debug(
-                "%s: attempt on %s: %s after %.1f ms (%s)",
-                route.host,
-                endpoint.netloc(route.default_port),
-                verdict.value,
-                latency * 1000,
-                error,
-            )
 
     def conclude_probe(
         self, route: Route, endpoint: Endpoint, latency: float, verdict: Verdict, error: str | None
     ) -> None:
         """A probe's verdict is in: the strategy and its health hear it as an attempt's; the
         metrics counted it as a probe when it started, not as a request."""
+        self._tell_strategy(route, endpoint, latency, verdict, error, "probe of")
+
+    def _tell_strategy(
+        self,
+        route: Route,
+        endpoint: Endpoint,
+        latency: float,
+        verdict: Verdict,
+        error: str | None,
+        what: str,
+    ) -> None:
         if verdict.about_the_pod:
             self.strategy.observe(endpoint, latency, verdict)
         else:
             self.strategy.release(endpoint)
         if verdict is not Verdict.OK:
             logger.debug(
-                "%s: probe of %s: %s after %.1f ms (%s)",
+                "%s: %s %s: %s after %.1f ms (%s)",
                 route.host,
+                what,
                 endpoint.netloc(route.default_port),
                 verdict.value,
                 latency * 1000,
                 error,
             )
+
+
+def status_error(status: int) -> str | None:
+    """What an answer's status says went wrong, for metrics and logs: the status from 400."""
+    return str(status) if status >= 400 else None
 
 
 class Attempts(Generic[T]):
@@ -257,7 +262,7 @@ class Attempts(Generic[T]):
             rules.judge.answer(status),
             request.method,
             status=status,
-            error=str(status) if status >= 400 else None,
+            error=status_error(status),
         )
         return rules.pools.checkin(shard)
 
@@ -308,7 +313,7 @@ class Exchange(Generic[T]):
         self._pod = pod
         self._method = method
         self._status = status
-        self._error: str | None = str(status) if status >= 400 else None
+        self._error = status_error(status)
 
     def body_failed(self, exc: BaseException) -> None:
         """Reading the body ended with ``exc``: judge it, and name the pod on the error."""
@@ -409,7 +414,7 @@ class Probe(Generic[T]):
         self._answered = True
         self._latency = time.perf_counter() - self._started
         self._verdict = self._rules.judge.answer(status)
-        self._error = str(status) if status >= 400 else None
+        self._error = status_error(status)
 
     def failed(self, exc: BaseException) -> None:
         """The probe ended with ``exc``, before its answer or while reading the body."""
