@@ -394,7 +394,8 @@ class Probe(Generic[T]):
         self._endpoints = endpoints
         self._endpoint = endpoint
         probe = httpx.Request("GET", url.join(path), extensions={"timeout": _PROBE_TIMEOUTS})
-        self.request = pod_request(probe, route, endpoint)
+        # as Attempts.start: a pool made for its pod takes the request as it is
+        self.request = probe if rules.addressed else pod_request(probe, route, endpoint)
         self._shard: PoolShard[T] | None = None
         self._started = self._latency = 0.0
         self._answered = False
