@@ -147,6 +147,10 @@ class LeastLatency(LatencyTracking):
     or ``max_in_flight``. Among cold candidates the lowest latency estimate wins; estimates
     within ``tolerance`` (or 0.5 ms) of each other tie, and a tie goes to fewer requests in
     flight, then to chance. Only when every candidate is hot does the fewest in flight win.
+    A cold candidate's estimate is stretched by what it holds of this client's requests beyond
+    the median: x ``1 + (in flight - median) / (median + 1)``. A pod twice as fast as the rest
+    that already holds one request (median none) ties with an idle one, so it does not win
+    every pick it is drawn in, while a pod many times slower stays out.
     Judging them apart matters when the client is busy: its own event-loop delay lands in every
     sample and every in-flight count alike, and a cost of latency x load counts it twice
     against the busy fast pods, while the idle slow one looks cheap.
@@ -176,7 +180,8 @@ class LeastLatency(LatencyTracking):
     A failure counts as a sample of at least ``failure_penalty`` seconds, so a pod that fails
     fast does not look fast. Random candidates, never the global minimum, keep independent
     clients from herding onto the same fastest pod: with ``choices=2`` a pod faster than every
-    other takes at most 2 / N of the requests.
+    other takes at most 2 / N of the requests, and, by the stretch above, less whenever a
+    client has more than one request in flight.
 
     Thread safety: no lock is taken. In-flight counts use atomic list operations and estimates
     are replaced as whole tuples; concurrent observations of one endpoint may drop one of the
@@ -353,9 +358,10 @@ class LeastLatency(LatencyTracking):
         order), after a due probe; notes the winner's choice time. With ``probe``, a candidate due
         for a probe competes on its estimate, and is queued for a probe when it loses."""
         now = self._clock()
-        load = stats.load
+        load = median = stats.load
         typical = stats.typical
-        threshold = self.hot_factor * (load if load > 1.0 else 1.0)
+        threshold = self.hot_factor * (median if median > 1.0 else 1.0)
+        share = 1.0 / (median + 1.0)
         bound = self.max_in_flight
         slack = 1.0 + self.tolerance
         probe_interval = self.probe_interval
@@ -392,6 +398,9 @@ class LeastLatency(LatencyTracking):
                     latency = typical + (latency - typical) * math.exp(
                         (updated_at - now) / self.decay
                     )
+                if pending > median:
+                    # what it holds of this client's work beyond the typical candidate
+                    latency *= 1.0 + (pending - median) * share
             if best is None:
                 better = True
             elif hot != best_hot:
