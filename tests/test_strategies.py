@@ -546,7 +546,8 @@ def test_what_a_candidate_holds_in_flight_beyond_the_median_stretches_its_latenc
     """A 5 ms pod holding one of this client's requests (the median candidate holds none)
     counts as 10 ms: it ties with an idle 10 ms pod, which holds fewer. So a pod twice as fast
     as the rest does not win every pick it is drawn in, and independent clients stay below the
-    2 / N that two random choices allow it. A pod 50 times slower stays out."""
+    2 / N that two random choices allow it. A pod 50 times slower stays out, and the stretch is
+    one request's worth at most."""
     endpoints = service(pods(2))
     fast, other = endpoints
     twice = LeastLatency(clock=FakeClock(), rng=random.Random(3))
@@ -558,6 +559,11 @@ def test_what_a_candidate_holds_in_flight_beyond_the_median_stretches_its_latenc
     assert slow.pick(endpoints) == fast
     assert slow.pick(endpoints) == fast, "2 x 1 ms is still far below 51 ms"
     assert slow.pick(endpoints) == fast, "and so is 3 x 1 ms"
+    capped = LeastLatency(clock=FakeClock(), rng=random.Random(3))
+    warmed(capped, endpoints, lambda i: 0.001 if i == 0 else 0.0035)
+    for _ in range(3):
+        capped.pick(endpoints, exclude=[other])
+    assert capped.pick(endpoints) == fast, "3 in flight count as 1: 2 ms, not 4, beats 3.5 ms"
 
 
 @pytest.mark.parametrize("choices", [2, 3])

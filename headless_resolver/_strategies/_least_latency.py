@@ -147,10 +147,12 @@ class LeastLatency(LatencyTracking):
     or ``max_in_flight``. Among cold candidates the lowest latency estimate wins; estimates
     within ``tolerance`` (or 0.5 ms) of each other tie, and a tie goes to fewer requests in
     flight, then to chance. Only when every candidate is hot does the fewest in flight win.
-    A cold candidate's estimate is stretched by what it holds of this client's requests beyond
-    the median: x ``1 + (in flight - median) / (median + 1)``. A pod twice as fast as the rest
-    that already holds one request (median none) ties with an idle one, so it does not win
-    every pick it is drawn in, while a pod many times slower stays out.
+    A cold candidate holding more of this client's requests than the median candidate has its
+    estimate stretched by one request's worth at most, x ``1 + min(in flight - median, 1) /
+    (median + 1)``: a pod twice as fast as the rest that already holds one request (median
+    none) ties with an idle one, so it does not win every pick it is drawn in, while a pod
+    many times slower stays out. The cap keeps the client's own queueing, which lands in every
+    sample alike, from being counted twice; larger excesses are the hot rule's to judge.
     Judging them apart matters when the client is busy: its own event-loop delay lands in every
     sample and every in-flight count alike, and a cost of latency x load counts it twice
     against the busy fast pods, while the idle slow one looks cheap.
@@ -399,8 +401,10 @@ class LeastLatency(LatencyTracking):
                         (updated_at - now) / self.decay
                     )
                 if pending > median:
-                    # what it holds of this client's work beyond the typical candidate
-                    latency *= 1.0 + (pending - median) * share
+                    # holds more of this client's requests than the median candidate: at most
+                    # one request's worth (more is the hot rule's to judge)
+                    excess = pending - median
+                    latency *= 1.0 + (excess if excess < 1.0 else 1.0) * share
             if best is None:
                 better = True
             elif hot != best_hot:
