@@ -147,15 +147,16 @@ class LeastLatency(LatencyTracking):
     or ``max_in_flight``. Among cold candidates the lowest latency estimate wins; estimates
     within ``tolerance`` (or 0.5 ms) of each other tie, and a tie goes to fewer requests in
     flight, then to chance. Only when every candidate is hot does the fewest in flight win.
+    Judging them apart matters when the client is busy: its own event-loop delay lands in every
+    sample and every in-flight count alike, and a cost of latency x load counts it twice
+    against the busy fast pods, while the idle slow one looks cheap.
+
     A cold candidate holding more of this client's requests than the median candidate has its
     estimate stretched by one request's worth at most, x ``1 + min(in flight - median, 1) /
     (median + 1)``: a pod twice as fast as the rest that already holds one request (median
     none) ties with an idle one, so it does not win every pick it is drawn in, while a pod
     many times slower stays out. The cap keeps the client's own queueing, which lands in every
     sample alike, from being counted twice; larger excesses are the hot rule's to judge.
-    Judging them apart matters when the client is busy: its own event-loop delay lands in every
-    sample and every in-flight count alike, and a cost of latency x load counts it twice
-    against the busy fast pods, while the idle slow one looks cheap.
 
     The estimate is an EWMA of samples with time constant ``smoothing``, in which one sample
     moves it at most halfway (a probe answer that was fast by chance does not make a slow pod
@@ -363,7 +364,7 @@ class LeastLatency(LatencyTracking):
         load = median = stats.load
         typical = stats.typical
         threshold = self.hot_factor * (median if median > 1.0 else 1.0)
-        share = 1.0 / (median + 1.0)
+        per_request = 1.0 / (median + 1.0)
         bound = self.max_in_flight
         slack = 1.0 + self.tolerance
         probe_interval = self.probe_interval
@@ -404,7 +405,7 @@ class LeastLatency(LatencyTracking):
                     # holds more of this client's requests than the median candidate: at most
                     # one request's worth (more is the hot rule's to judge)
                     excess = pending - median
-                    latency *= 1.0 + (excess if excess < 1.0 else 1.0) * share
+                    latency *= 1.0 + (excess if excess < 1.0 else 1.0) * per_request
             if best is None:
                 better = True
             elif hot != best_hot:
