@@ -34,9 +34,11 @@ Sent = list[tuple[float, str]]
 
 
 def client(resolver: HeadlessResolver, strategy: Strategy) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=HeadlessTransport(resolver, strategy), trust_env=False, timeout=5.0
-    )
+    return client_over(HeadlessTransport(resolver, strategy))
+
+
+def client_over(transport: HeadlessTransport) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=transport, trust_env=False, timeout=5.0)
 
 
 async def closed_loop(http: httpx.AsyncClient, workers: int, seconds: float) -> Sent:
@@ -179,7 +181,7 @@ async def test_with_probe_a_slow_pod_is_measured_by_probes_and_recovers_through_
         await asyncio.sleep(2.0)
         slow.latency = 0.0
 
-    async with httpx.AsyncClient(transport=transport, trust_env=False, timeout=5.0) as http:
+    async with client_over(transport) as http:
         sent, _ = await asyncio.gather(closed_loop(http, workers=5, seconds=5.0), recover())
         served = sum(1 for _, name in sent if name == slow.hostname)
         assert slow.paths["/"] == served, "the pod saw exactly the user requests it answered"

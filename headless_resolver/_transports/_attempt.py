@@ -367,6 +367,7 @@ class Probe(Generic[T]):
 
     __slots__ = (
         "_answered",
+        "_concluded",
         "_endpoint",
         "_endpoints",
         "_error",
@@ -376,7 +377,6 @@ class Probe(Generic[T]):
         "_shard",
         "_started",
         "_verdict",
-        "concluded",
         "request",
     )
 
@@ -399,7 +399,7 @@ class Probe(Generic[T]):
         self._shard: PoolShard[T] | None = None
         self._started = self._latency = 0.0
         self._answered = False
-        self.concluded = False
+        self._concluded = False
         self._verdict = Verdict.NOT_THE_PODS
         self._error: str | None = None
 
@@ -430,9 +430,9 @@ class Probe(Generic[T]):
     def closed(self) -> Sequence[T]:
         """The probe is over (or never started): its verdict is heard, once; returns pod
         transports to close."""
-        if self.concluded:
+        if self._concluded:
             return ()
-        self.concluded = True
+        self._concluded = True
         shard, self._shard = self._shard, None
         self._rules.conclude_probe(
             self._route, self._endpoint, self._latency, self._verdict, self._error
