@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ipaddress
 import multiprocessing
+import resource
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -23,6 +24,12 @@ from headless_resolver.testing._system_dns import HOW
 
 NAMES = {"small": "echo", "wide": "echo-wide", "slow": "echo-slow"}
 """Service names by role: 3 pods, 10 pods, 3 pods of which the first is slow."""
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process: the clients' alone, with the pods in another."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass(frozen=True)

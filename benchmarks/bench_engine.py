@@ -33,7 +33,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import resource
 import statistics
 import sys
 import threading
@@ -49,6 +48,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _engines import PerPod, candidates
+from _targets import cpu_seconds
 from bench_transport import serve_pods
 
 from headless_resolver import (
@@ -111,11 +111,6 @@ class Lab:
 class Run:
     rate: float
     cpu_us: float
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def measure(send: Send, concurrency: int, total: int) -> Run:

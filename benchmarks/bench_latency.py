@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import json
 import math
-import resource
 import statistics
 import sys
 import time
@@ -49,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import httpx  # noqa: E402
-from _targets import LocalTarget, Service  # noqa: E402
+from _targets import LocalTarget, Service, cpu_seconds  # noqa: E402
 
 from headless_resolver import (  # noqa: E402
     HeadlessResolver,
@@ -232,11 +231,6 @@ async def open_loop(send: Send, rate: float, seconds: float, *, warmup: float = 
     await asyncio.gather(*tasks)
     run.seconds = seconds
     return run
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def open_loop_capacity(
